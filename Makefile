@@ -1,0 +1,34 @@
+# Two set-up commands: `make demo` and `make test`. TORCH picks the torch requirement
+# (default: whatever pip resolves; CI pins the CPU build with TORCH=torch==2.13.0).
+TORCH ?= torch
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PROMPT ?= a photo of a red circle left of a blue square
+
+.PHONY: demo test lint format venv clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+venv: $(BIN)/python
+	$(BIN)/pip install -q "$(TORCH)"
+	$(BIN)/pip install -q -e ".[dev]"
+
+demo: venv
+	$(BIN)/milr run "$(PROMPT)" --steps 10 --out traces
+
+test: venv
+	$(BIN)/python -m pytest -q
+
+lint: venv
+	$(BIN)/ruff check milr tests benchmarks
+	$(BIN)/ruff format --check milr tests benchmarks
+
+format: venv
+	$(BIN)/ruff format milr tests benchmarks
+	$(BIN)/ruff check --fix milr tests benchmarks
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,347 @@
+"""JanusMUG: Janus-Pro as a unified model (MUG) that keeps the latents MILR optimises.
+
+Built on transformers' `JanusForConditionalGeneration`. It writes the reasoning (greedy, KV cache),
+draws image tokens with our own classifier-free-guidance loop (transformers' `generate` cannot
+return per-token latents), decodes images, and answers yes/no questions about an image
+(self-reward). Latents are the last-layer hidden states after the final norm: the input of
+`lm_head` for text and of `generation_head` for image tokens; z_i is the state that predicts token i.
+
+Prompts follow DeepSeek's chat format, built by hand for parity with the original Janus code:
+`[system\\n\\n]<|User|>: {message}\\n\\n<|Assistant|>:` after BOS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import (
+    AutoTokenizer,
+    DynamicCache,
+    JanusForConditionalGeneration,
+    JanusImageProcessorPil,
+)
+
+from milr import prompts
+
+SPECIAL_TOKENS = {
+    "bos": "<｜begin▁of▁sentence｜>",
+    "eos": "<｜end▁of▁sentence｜>",
+    "pad": "<｜▁pad▁｜>",
+    "boi": "<begin_of_image>",
+    "eoi": "<end_of_image>",
+    "image": "<image_placeholder>",
+}
+
+WEIGHTS_HELP = (
+    "Janus-Pro weights for {name!r} are not available here. Download them once on a machine with "
+    "network access, e.g. `hf download deepseek-community/Janus-Pro-7B --local-dir ./Janus-Pro-7B` "
+    "(or Janus-Pro-1B), then pass that folder as the model. Without network access, the packaged "
+    "ShapesWorld model (`--model shapes`) runs everywhere."
+)
+
+
+class ModelWeightsNotFoundError(OSError):
+    """Raised when a model's weights cannot be found locally or on the hub."""
+
+
+@dataclass
+class TextRollout:
+    """One reasoning decode. `latents[i]` predicted `ids[i]`; `ids` may end with EOS."""
+
+    ids: list[int]
+    text: str
+    latents: torch.Tensor  # [M, H], post-norm, on the model's device
+
+
+@dataclass
+class ImageRollout:
+    """One image decode. `latents[i]` are the (cond, uncond) states that predicted `ids[i]`."""
+
+    ids: list[int]
+    latents: torch.Tensor  # [N, 2, H]
+    image: Image.Image
+    fused_logits: torch.Tensor | None = field(default=None, repr=False)  # [N, V], only when recorded
+
+
+def render_chat(message: str, system: str = "") -> str:
+    """DeepSeek's single-turn chat format as the original Janus code renders it."""
+    head = f"{system}\n\n" if system else ""
+    return f"{head}<|User|>: {message}\n\n<|Assistant|>:"
+
+
+def image_prompt(prompt: str, reasoning: str) -> str:
+    """The text the image is drawn under: the prompt, then the reasoning (MILR's `f"{p}. {r}"`)."""
+    reasoning = reasoning.strip()
+    return f"{prompt}. {reasoning}" if reasoning else prompt
+
+
+def _check_prompt(name: str, text: str) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"{name} must be a non-empty string, got {text!r}")
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+
+
+class JanusMUG:
+    """Janus-Pro (or any `JanusForConditionalGeneration`) with latent-keeping decode loops.
+
+    Every weight is frozen (`requires_grad_(False)`): only MILR's latents ever get gradients.
+    """
+
+    def __init__(
+        self,
+        model: JanusForConditionalGeneration,
+        tokenizer,
+        image_processor: JanusImageProcessorPil | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        name: str = "janus",
+        max_reasoning_tokens: int = 512,
+    ):
+        device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        if dtype is None:
+            dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+        self.model = model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.device, self.dtype, self.name = device, dtype, name
+        self.max_reasoning_tokens = max_reasoning_tokens
+        self.ids = {key: self._token_id(tok) for key, tok in SPECIAL_TOKENS.items()}
+        self.num_image_tokens = model.config.vision_config.num_image_tokens
+        self.context_length = model.config.text_config.max_position_embeddings
+        self.image_vocab = model.config.vq_config.num_embeddings
+        self.text_vocab = model.config.text_config.vocab_size
+        self._yes_no = self._answer_token_ids()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path,
+        *,
+        dtype: torch.dtype | str | None = None,
+        device: str | torch.device | None = None,
+        max_reasoning_tokens: int = 512,
+    ) -> JanusMUG:
+        """Load model, tokenizer and image processor from a local folder or the hub.
+
+        `device` defaults to CUDA when available; `dtype` to bf16 on GPU and fp32 on CPU.
+        Missing weights (no network, no local copy) raise `ModelWeightsNotFoundError` with the fix.
+        """
+        name = str(name_or_path)
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        try:
+            model = JanusForConditionalGeneration.from_pretrained(name, dtype=dtype or "auto")
+            tokenizer = AutoTokenizer.from_pretrained(name)
+        except OSError as err:
+            raise ModelWeightsNotFoundError(WEIGHTS_HELP.format(name=name) + f" (loader said: {err})") from err
+        try:
+            image_processor = JanusImageProcessorPil.from_pretrained(name)
+        except OSError:
+            image_processor = None  # generation works without it; `understand` will say so
+        return cls(
+            model,
+            tokenizer,
+            image_processor,
+            device=device,
+            dtype=dtype,
+            name=name,
+            max_reasoning_tokens=max_reasoning_tokens,
+        )
+
+    def _token_id(self, token: str) -> int:
+        tid = self.tokenizer.convert_tokens_to_ids(token)
+        if tid is None or tid == self.tokenizer.unk_token_id:
+            raise ValueError(f"tokenizer has no special token {token!r}; Janus-Pro tokenizers define it")
+        return int(tid)
+
+    def _answer_token_ids(self) -> dict[str, list[int]]:
+        """Single-token spellings of yes/no ('Yes', ' Yes', 'yes', ...) that this tokenizer has."""
+        out: dict[str, list[int]] = {}
+        for word in ("yes", "no"):
+            ids = set()
+            for spelling in (word, word.capitalize(), " " + word, " " + word.capitalize()):
+                enc = self.tokenizer.encode(spelling, add_special_tokens=False)
+                if len(enc) == 1 and enc[0] != self.tokenizer.unk_token_id:
+                    ids.add(enc[0])
+            out[word] = sorted(ids)
+        return out
+
+    # ------------------------------------------------------------------ prompts
+    def encode_chat(self, message: str, system: str = "") -> list[int]:
+        """BOS + the rendered chat, as ids."""
+        return [self.ids["bos"], *self.tokenizer.encode(render_chat(message, system), add_special_tokens=False)]
+
+    def reasoning_ids(self, prompt: str) -> list[int]:
+        message = prompts.load("reasoning").format(prompt=prompt)
+        return self.encode_chat(message, prompts.load("reasoning_system"))
+
+    def image_prompt_ids(self, text: str) -> list[int]:
+        """Chat ids for drawing under `text`, ending with `<begin_of_image>`."""
+        return [*self.encode_chat(text), self.ids["boi"]]
+
+    def _check_context(self, name: str, n_prompt: int, n_new: int) -> None:
+        if n_prompt + n_new > self.context_length:
+            raise ValueError(
+                f"{name} is too long: {n_prompt} prompt tokens + {n_new} to generate exceed the model's "
+                f"context of {self.context_length} tokens; shorten the prompt"
+            )
+
+    def _check_ids(self, name: str, ids, vocab: int) -> list[int]:
+        ids = [int(i) for i in ids]
+        bad = [i for i in ids if not 0 <= i < vocab]
+        if bad:
+            raise ValueError(f"{name} holds ids outside the vocabulary [0, {vocab}): {bad[:5]}")
+        return ids
+
+    # ------------------------------------------------------------------ heads
+    def text_logits(self, z: torch.Tensor) -> torch.Tensor:
+        """`lm_head` logits from text latents [..., H] (differentiable in z)."""
+        return self.model.lm_head(z.to(self.dtype)).float()
+
+    def image_logits(self, z: torch.Tensor, cfg: float = 5.0, temperature: float = 1.0) -> torch.Tensor:
+        """CFG-fused, temperature-scaled image logits from latent pairs [..., 2, H] (cond, uncond)."""
+        logits = self.model.model.generation_head(z.to(self.dtype)).float()
+        cond, uncond = logits[..., 0, :], logits[..., 1, :]
+        return (uncond + cfg * (cond - uncond)) / temperature
+
+    # ------------------------------------------------------------------ text
+    @torch.no_grad()
+    def reason(self, prompt: str, prefix_ids=None, *, max_new_tokens: int | None = None) -> TextRollout:
+        """Greedy reasoning for `prompt`; `prefix_ids` are forced first, then the model continues."""
+        _check_prompt("prompt", prompt)
+        max_new = max_new_tokens or self.max_reasoning_tokens
+        _check_positive("max_new_tokens", max_new)
+        forced = self._check_ids("prefix_ids", prefix_ids or [], self.text_vocab)
+        ids = self.reasoning_ids(prompt)
+        self._check_context("prompt", len(ids), max_new)
+        return self._text_loop(ids, forced, max_new)
+
+    def _text_loop(self, prompt_ids: list[int], forced: list[int], max_new: int) -> TextRollout:
+        lm = self.model.model.language_model
+        cache = DynamicCache()
+        inputs = torch.tensor([prompt_ids], device=self.device)
+        out_ids: list[int] = []
+        latents: list[torch.Tensor] = []
+        for step in range(max_new):
+            h = lm(input_ids=inputs, cache=cache, use_cache=True).last_hidden_state[:, -1]  # [1, H]
+            latents.append(h[0])
+            tok = forced[step] if step < len(forced) else int(self.model.lm_head(h).argmax(-1))
+            out_ids.append(tok)
+            if tok == self.ids["eos"]:
+                break
+            inputs = torch.tensor([[tok]], device=self.device)
+        text = self.tokenizer.decode(out_ids, skip_special_tokens=True).strip()
+        return TextRollout(ids=out_ids, text=text, latents=torch.stack(latents))
+
+    # ------------------------------------------------------------------ image
+    def cfg_prompt_ids(self, text: str) -> torch.Tensor:
+        """[2, T] ids: the conditional row, and the unconditional row (only BOS and BOI kept, rest pad).
+
+        Rows are in transformers' order (cond first, then uncond); at batch 1 this equals the
+        original Janus code's interleaving.
+        """
+        cond = torch.tensor(self.image_prompt_ids(text), device=self.device)
+        keep = (cond == self.ids["bos"]) | (cond == self.ids["boi"])
+        uncond = torch.where(keep, cond, torch.full_like(cond, self.ids["pad"]))
+        return torch.stack([cond, uncond])
+
+    @torch.no_grad()
+    def draw(
+        self,
+        image_prompt: str,
+        *,
+        prefix_ids=None,
+        forced: dict[int, int] | None = None,
+        cfg: float = 5.0,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        record_logits: bool = False,
+    ) -> ImageRollout:
+        """Sample image tokens under `image_prompt` with CFG and keep their latents.
+
+        `prefix_ids` forces the first tokens; `forced` maps arbitrary positions to tokens (the
+        `random` image subset). Everything else is sampled from the fused distribution.
+        """
+        _check_prompt("image_prompt", image_prompt)
+        _check_positive("cfg", cfg)
+        _check_positive("temperature", temperature)
+        n = self.num_image_tokens
+        forced = dict(forced or {})
+        for pos, tok in enumerate(self._check_ids("prefix_ids", prefix_ids or [], self.image_vocab)):
+            forced[pos] = tok
+        self._check_ids("forced", forced.values(), self.image_vocab)
+        if any(not 0 <= p < n for p in forced):
+            raise ValueError(f"forced positions must lie in [0, {n}), got {sorted(forced)}")
+        rows = self.cfg_prompt_ids(image_prompt)
+        self._check_context("image_prompt", rows.shape[1], n)
+        return self._image_loop(rows, forced, cfg, temperature, generator, record_logits)
+
+    def _image_loop(self, rows, forced, cfg, temperature, generator, record_logits) -> ImageRollout:
+        lm = self.model.model.language_model
+        cache = DynamicCache()
+        embeds = self.model.get_input_embeddings()(rows)  # [2, T, H]
+        n = self.num_image_tokens
+        ids = torch.empty(n, dtype=torch.long, device=self.device)
+        latents = torch.empty(n, 2, lm.config.hidden_size, device=self.device, dtype=self.dtype)
+        fused_all = [] if record_logits else None
+        for i in range(n):
+            h = lm(inputs_embeds=embeds, cache=cache, use_cache=True).last_hidden_state[:, -1]  # [2, H]
+            latents[i] = h
+            fused = self.image_logits(h, cfg, temperature)  # [V]
+            if fused_all is not None:
+                fused_all.append(fused)
+            if i in forced:
+                tok = torch.tensor(forced[i], device=self.device)
+            else:
+                tok = torch.multinomial(torch.softmax(fused, -1), 1, generator=generator)[0]
+            ids[i] = tok
+            if i + 1 < n:
+                embeds = self.model.prepare_embeddings_for_image_generation(tok.view(1, 1).expand(2, 1))
+        id_list = ids.tolist()
+        return ImageRollout(
+            ids=id_list,
+            latents=latents,
+            image=self.decode_image(id_list),
+            fused_logits=torch.stack(fused_all) if fused_all is not None else None,
+        )
+
+    @torch.no_grad()
+    def decode_image(self, ids: list[int]) -> Image.Image:
+        """VQ-decode image tokens to a PIL RGB image."""
+        self._check_ids("image ids", ids, self.image_vocab)
+        tokens = torch.tensor([ids], device=self.device)
+        pixels = self.model.decode_image_tokens(tokens)[0].float()  # [H, W, 3] in about [-1, 1]
+        arr = ((pixels + 1) / 2 * 255).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
+        return Image.fromarray(arr, mode="RGB")
+
+    # ------------------------------------------------------------------ understanding
+    @torch.no_grad()
+    def understand(self, image: Image.Image, question: str) -> float:
+        """P(yes) / (P(yes) + P(no)) for the first answer token, in one forward pass."""
+        _check_prompt("question", question)
+        if self.image_processor is None:
+            raise ValueError(f"model {self.name!r} has no image processor; understanding needs one")
+        if not self._yes_no["yes"] or not self._yes_no["no"]:
+            raise ValueError(f"tokenizer of {self.name!r} has no single-token 'yes'/'no'")
+        placeholder = SPECIAL_TOKENS["boi"] + SPECIAL_TOKENS["image"] * self.num_image_tokens + SPECIAL_TOKENS["eoi"]
+        ids = self.encode_chat(f"{placeholder}\n{question}", prompts.load("understanding_system"))
+        self._check_context("question", len(ids), 1)
+        pixels = self.image_processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        logits = self.model(
+            input_ids=torch.tensor([ids], device=self.device),
+            pixel_values=pixels.to(self.device, self.dtype),
+            logits_to_keep=1,
+        ).logits[0, -1]
+        probs = torch.softmax(logits.float(), -1)
+        p_yes = probs[self._yes_no["yes"]].sum()
+        p_no = probs[self._yes_no["no"]].sum()
+        return float(p_yes / (p_yes + p_no))
