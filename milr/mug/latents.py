@@ -58,16 +58,17 @@ class LatentPrefix:
         loss.backward()
         grad_norm = float(self.z.grad.norm())
         self.adam.step()
-        return StepStats(self.modality, float(loss), grad_norm, float((self.z.detach() - before).norm()))
+        return StepStats(self.modality, loss.item(), grad_norm, float((self.z.detach() - before).norm()))
 
     def state_tensors(self) -> dict[str, torch.Tensor]:
         """Latents, positions and Adam moments as flat tensors (for safetensors)."""
-        out = {f"{self.modality}.z": self.z.detach().cpu().contiguous()}
+        # Copies, not views: on CPU `.cpu()` aliases, and the optimiser keeps updating in place.
+        out = {f"{self.modality}.z": self.z.detach().cpu().clone()}
         out[f"{self.modality}.positions"] = torch.tensor(self.positions, dtype=torch.long)
         state = self.adam.state.get(self.z)
         if state:
-            out[f"{self.modality}.exp_avg"] = state["exp_avg"].cpu().contiguous()
-            out[f"{self.modality}.exp_avg_sq"] = state["exp_avg_sq"].cpu().contiguous()
+            out[f"{self.modality}.exp_avg"] = state["exp_avg"].cpu().clone()
+            out[f"{self.modality}.exp_avg_sq"] = state["exp_avg_sq"].cpu().clone()
             out[f"{self.modality}.adam_step"] = torch.as_tensor(state["step"], dtype=torch.float32).reshape(1)
         return out
 
@@ -77,8 +78,8 @@ class LatentPrefix:
         if f"{modality}.exp_avg" in t:
             prefix.adam.state[prefix.z] = {
                 "step": t[f"{modality}.adam_step"].reshape(()).clone(),
-                "exp_avg": t[f"{modality}.exp_avg"].to(device),
-                "exp_avg_sq": t[f"{modality}.exp_avg_sq"].to(device),
+                "exp_avg": t[f"{modality}.exp_avg"].to(device).clone(),
+                "exp_avg_sq": t[f"{modality}.exp_avg_sq"].to(device).clone(),
             }
         return prefix
 
