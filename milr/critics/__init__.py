@@ -1,0 +1,22 @@
+"""Critics score an image against its prompt (DESIGN §4): judges, self-reward, detectors, oracles, the mixer.
+
+Every critic is a plain object with a `name` and `__call__(image, prompt, spec=None) -> Critique`;
+a score of None means it abstained. The CLI maps names to constructors; nothing here registers itself.
+"""
+
+from milr.critics.base import Critic, Critique, PromptSpec, SpecItem
+from milr.critics.geneval import Detection, GenEvalResult, evaluate, relative_position, summarize
+from milr.critics.mixer import Mixer
+
+__all__ = [
+    "Critic",
+    "Critique",
+    "Detection",
+    "GenEvalResult",
+    "Mixer",
+    "PromptSpec",
+    "SpecItem",
+    "evaluate",
+    "relative_position",
+    "summarize",
+]

@@ -1,0 +1,350 @@
+"""GenEval's decision rules and constants (djghosh13/geneval, `evaluation/evaluate_images.py`), as
+pure functions over detections, plus `GenEvalOracle`, the critic that feeds them from a detector.
+
+Public API (the rules import nothing heavier than `milr.critics.base`; ShapesWorld reuses them):
+
+- Constants, GenEval's defaults: `THRESHOLD = 0.3` (keep a detection when score > it),
+  `COUNTING_THRESHOLD = 0.9` (used instead, for every class, when `spec.tag == "counting"`),
+  `MAX_OBJECTS = 16` (per class, most confident first), `MAX_OVERLAP = 1.0` (per-class NMS IoU;
+  1.0 = NMS off), `POSITION_THRESHOLD = 0.1` (margin of `relative_position`), `COLORS` (10 names),
+  `COLOR_TEMPLATES` (3 CLIP templates, `{color}` and `{cls}`), `TAGS` (the 6 tasks), `COCO_CLASSES`
+  (GenEval's 80 object names in detector order).
+- `Detection(cls, box=(x1, y1, x2, y2), score=1.0, color=None, mask=None)`: one detected object in
+  pixels, y pointing down. `color` is the object's colour when the detector knows it (ShapesWorld);
+  otherwise a `classify_colors` callable is asked. `mask` (bool HxW array) only shapes colour crops.
+- `select_detections(detections, tag, ...) -> {cls: [Detection, ...]}`: GenEval's per-class filter
+  (threshold, top `max_objects`, optional greedy NMS), most confident first; empty classes absent.
+- `evaluate(spec, detections, *, image=None, classify_colors=None, ...) -> GenEvalResult`: filter,
+  then `evaluate_selected`. `GenEvalResult` is a NamedTuple `(correct, reasons, requirements)`:
+  `correct` is GenEval's boolean, `reasons` its list of failure messages, `requirements` one
+  `RequirementResult` per include clause, then per exclude clause.
+- `evaluate_selected(spec, detected, ...)`: the rules on an already filtered `{cls: [...]}` dict.
+- `relative_position(box_a, box_b, margin=0.1) -> set[str]`: relations of A to B ("left of",
+  "right of", "above", "below"); `holds_relation(objects, targets, relation, margin)`: the
+  position rule (every object holds it to every target).
+- `compute_iou(box_a, box_b)`: GenEval's IoU (inclusive pixels, +1 on each side).
+- `summarize(results) -> dict`: the benchmark summary (% correct images and prompts, mean per tag,
+  overall = unweighted mean of the tag scores).
+- `GenEvalOracle` (name "geneval"): a Critic scoring 1/0 per image with a pluggable detector
+  (`detector(image, classes) -> list[Detection]`, Mask2Former from transformers by default) and
+  CLIP colours (`milr.critics.vision`). Models load lazily on first use.
+
+`spec` is a `PromptSpec` or GenEval's metadata dict. Rules, exactly as GenEval codes them:
+include clauses AND, exclude clauses OR. Include: the first `count` objects of the class are
+"found"; fewer → fail. Colour: pass when at least `count` found objects have the target colour.
+Position (checked only when the clause has matched so far): the target clause must have matched,
+and every found object must hold the relation to every found target object. Exclude: fail when
+`len(detected[cls]) >= count`. Position targets must point at an earlier include clause (GenEval
+indexes its list of already matched groups; a later index would crash it, here it is a ValueError).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, NamedTuple
+
+import structlog
+from PIL import Image
+
+from milr.critics.base import PromptSpec
+
+log = structlog.get_logger(__name__)
+
+THRESHOLD = 0.3
+COUNTING_THRESHOLD = 0.9
+MAX_OBJECTS = 16
+MAX_OVERLAP = 1.0
+POSITION_THRESHOLD = 0.1
+BACKGROUND = "#999"  # GenEval pastes masked objects on this grey before cropping
+
+COLORS: tuple[str, ...] = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
+COLOR_TEMPLATES: tuple[str, ...] = (
+    "a photo of a {color} {cls}",
+    "a photo of a {color}-colored {cls}",
+    "a photo of a {color} object",
+)
+TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
+RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+
+# GenEval's `object_names.txt`: the 80 COCO classes in the detector's label order.
+COCO_CLASSES: tuple[str, ...] = tuple(
+    "person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,fire hydrant,stop sign,"
+    "parking meter,bench,bird,cat,dog,horse,sheep,cow,elephant,bear,zebra,giraffe,backpack,umbrella,"
+    "handbag,tie,suitcase,frisbee,skis,snowboard,sports ball,kite,baseball bat,baseball glove,skateboard,"
+    "surfboard,tennis racket,bottle,wine glass,cup,fork,knife,spoon,bowl,banana,apple,sandwich,orange,"
+    "broccoli,carrot,hot dog,pizza,donut,cake,chair,couch,potted plant,bed,dining table,toilet,tv,laptop,"
+    "computer mouse,tv remote,computer keyboard,cell phone,microwave,oven,toaster,sink,refrigerator,book,"
+    "clock,vase,scissors,teddy bear,hair drier,toothbrush".split(",")
+)
+
+Box = tuple[float, float, float, float]
+# classify_colors(image, found_objects, cls) -> one colour name per object, in order
+ColorClassifier = Callable[[Image.Image | None, list["Detection"], str], list[str]]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """One detected object: class name, pixel box (x1, y1, x2, y2) with y down, confidence."""
+
+    cls: str
+    box: Box
+    score: float = 1.0
+    color: str | None = None
+    mask: Any = field(default=None, compare=False, repr=False)  # bool array [H, W] or None
+
+
+@dataclass
+class RequirementResult:
+    """The verdict on one include or exclude clause, with what the rules saw."""
+
+    clause: Literal["include", "exclude"]
+    index: int
+    cls: str
+    count: int
+    detected: int  # detections of this class after filtering (all of them, not just the first `count`)
+    passed: bool
+    color: str | None = None
+    colors: list[str] | None = None  # predicted colours of the found objects, when a colour was required
+    position: tuple[str, int] | None = None
+    relations: list[list[str]] | None = None  # relations of each found object to each target, when checked
+    reason: str = ""
+
+
+class GenEvalResult(NamedTuple):
+    correct: bool
+    reasons: list[str]
+    requirements: list[RequirementResult]
+
+
+# ---------------------------------------------------------------------------------------------- geometry
+def compute_iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
+    """GenEval's IoU: boxes as inclusive pixel ranges, hence the +1 on each side."""
+
+    def area(b: Sequence[float]) -> float:
+        return max(b[2] - b[0] + 1, 0) * max(b[3] - b[1] + 1, 0)
+
+    inter = area((max(box_a[0], box_b[0]), max(box_a[1], box_b[1]), min(box_a[2], box_b[2]), min(box_a[3], box_b[3])))
+    union = area(box_a) + area(box_b) - inter
+    return inter / union if union else 0.0
+
+
+def _sign(x: float) -> float:
+    return (x > 0) - (x < 0)
+
+
+def relative_position(box_a: Sequence[float], box_b: Sequence[float], margin: float = POSITION_THRESHOLD) -> set[str]:
+    """Relations of A to B from box centres, GenEval's rule.
+
+    The centre offset is shrunk on each axis by `margin` times the sum of both objects' extents on
+    that axis, so touching or overlapping objects have no relation; the shrunk offset over the full
+    offset's length must exceed 0.5 along an axis for the relation to hold.
+    """
+    ca = ((box_a[0] + box_a[2]) / 2, (box_a[1] + box_a[3]) / 2)
+    cb = ((box_b[0] + box_b[2]) / 2, (box_b[1] + box_b[3]) / 2)
+    dim_a = (abs(box_a[2] - box_a[0]), abs(box_a[3] - box_a[1]))
+    dim_b = (abs(box_b[2] - box_b[0]), abs(box_b[3] - box_b[1]))
+    offset = (ca[0] - cb[0], ca[1] - cb[1])
+    revised = [
+        max(abs(o) - margin * (da + db), 0.0) * _sign(o) for o, da, db in zip(offset, dim_a, dim_b, strict=True)
+    ]
+    if all(abs(r) < 1e-3 for r in revised):
+        return set()
+    norm = math.hypot(*offset)
+    dx, dy = revised[0] / norm, revised[1] / norm
+    relations = set()
+    if dx < -0.5:
+        relations.add("left of")
+    if dx > 0.5:
+        relations.add("right of")
+    if dy < -0.5:
+        relations.add("above")
+    if dy > 0.5:
+        relations.add("below")
+    return relations
+
+
+def holds_relation(
+    objects: Sequence[Detection], targets: Sequence[Detection], relation: str, margin: float = POSITION_THRESHOLD
+) -> bool:
+    """GenEval's position rule: every object holds `relation` to every target (vacuous if either is empty)."""
+    return all(relation in relative_position(o.box, t.box, margin) for o in objects for t in targets)
+
+
+# ---------------------------------------------------------------------------------------------- filtering
+def select_detections(
+    detections: Iterable[Detection],
+    tag: str,
+    *,
+    threshold: float = THRESHOLD,
+    counting_threshold: float | None = COUNTING_THRESHOLD,
+    max_objects: int = MAX_OBJECTS,
+    max_overlap: float = MAX_OVERLAP,
+) -> dict[str, list[Detection]]:
+    """GenEval's per-class filter: score > threshold, top `max_objects`, then greedy NMS.
+
+    The counting threshold replaces `threshold` for every class when `tag == "counting"`; pass
+    `counting_threshold=None` to never switch (detectors whose scores live on another scale).
+    NMS drops a box whose IoU with a kept, more confident box of its class is >= `max_overlap`;
+    `max_overlap=1.0` turns it off, as in GenEval's default.
+    """
+    cut = counting_threshold if (tag == "counting" and counting_threshold is not None) else threshold
+    by_class: dict[str, list[Detection]] = defaultdict(list)
+    for det in detections:
+        by_class[det.cls].append(det)
+    selected: dict[str, list[Detection]] = {}
+    for cls, dets in by_class.items():
+        ranked = sorted((d for d in dets if d.score > cut), key=lambda d: -d.score)[:max_objects]
+        kept: list[Detection] = []
+        while ranked:
+            best = ranked.pop(0)
+            kept.append(best)
+            if max_overlap < 1:
+                ranked = [d for d in ranked if compute_iou(best.box, d.box) < max_overlap]
+        if kept:
+            selected[cls] = kept
+    return selected
+
+
+# ---------------------------------------------------------------------------------------------- the rules
+def _as_spec(spec: PromptSpec | Mapping) -> PromptSpec:
+    return spec if isinstance(spec, PromptSpec) else PromptSpec.from_geneval(dict(spec))
+
+
+def _colors_of(
+    found: list[Detection], cls: str, image: Image.Image | None, classify_colors: ColorClassifier | None
+) -> list[str]:
+    """Colours of the found objects: their own `color` if all have one, else the classifier's."""
+    if all(d.color is not None for d in found):
+        return [d.color for d in found]
+    if classify_colors is None:
+        raise ValueError(f"a colour is required for {cls!r} but the detections carry none and no classify_colors")
+    return list(classify_colors(image, found, cls))
+
+
+def _check_color(req: RequirementResult, found: list[Detection], colors: list[str]) -> str:
+    req.colors = colors
+    n_target = colors.count(req.color)
+    if n_target >= req.count:
+        return ""
+    others = ", ".join(f"{colors.count(c)} {c}" for c in COLORS if c in colors)
+    return f"expected {req.color} {req.cls}>={req.count}, found {n_target} {req.color}; and {others}"
+
+
+def _check_position(
+    req: RequirementResult, found: list[Detection], targets: list[Detection] | None, margin: float
+) -> str:
+    relation, _ = req.position
+    if targets is None:
+        return f"no target for {req.cls} to be {relation}"
+    req.relations = [sorted(relative_position(o.box, t.box, margin)) for o in found for t in targets]
+    for rels in req.relations:
+        if relation not in rels:
+            return f"expected {req.cls} {relation} target, found {' and '.join(rels)} target"
+    return ""
+
+
+def evaluate_selected(
+    spec: PromptSpec | Mapping,
+    detected: Mapping[str, list[Detection]],
+    *,
+    image: Image.Image | None = None,
+    classify_colors: ColorClassifier | None = None,
+    position_threshold: float = POSITION_THRESHOLD,
+) -> GenEvalResult:
+    """GenEval's `evaluate` on filtered detections (`select_detections`' output), most confident first."""
+    spec = _as_spec(spec)
+    reasons: list[str] = []
+    requirements: list[RequirementResult] = []
+    matched_groups: list[list[Detection] | None] = []
+    for i, item in enumerate(spec.include):
+        all_of_class = list(detected.get(item.cls, []))
+        found = all_of_class[: item.count]
+        req = RequirementResult(
+            "include", i, item.cls, item.count, len(all_of_class), True, color=item.color, position=item.position
+        )
+        reason = ""
+        if len(found) < item.count:
+            reason = f"expected {item.cls}>={item.count}, found {len(found)}"
+        else:
+            if item.color is not None:
+                reason = _check_color(req, found, _colors_of(found, item.cls, image, classify_colors))
+            if item.position is not None and not reason:
+                target = item.position[1]
+                if not 0 <= target < i:
+                    raise ValueError(
+                        f"include[{i}] ({item.cls}) points at include[{target}]; a target must come earlier"
+                    )
+                reason = _check_position(req, found, matched_groups[target], position_threshold)
+        req.passed, req.reason = not reason, reason
+        if reason:
+            reasons.append(reason)
+        matched_groups.append(found if req.passed else None)
+        requirements.append(req)
+    for i, item in enumerate(spec.exclude):
+        n = len(detected.get(item.cls, []))
+        reason = f"expected {item.cls}<{item.count}, found {n}" if n >= item.count else ""
+        if reason:
+            reasons.append(reason)
+        requirements.append(RequirementResult("exclude", i, item.cls, item.count, n, not reason, reason=reason))
+    return GenEvalResult(not reasons, reasons, requirements)
+
+
+def evaluate(
+    spec: PromptSpec | Mapping,
+    detections: Iterable[Detection],
+    *,
+    image: Image.Image | None = None,
+    classify_colors: ColorClassifier | None = None,
+    threshold: float = THRESHOLD,
+    counting_threshold: float | None = COUNTING_THRESHOLD,
+    max_objects: int = MAX_OBJECTS,
+    max_overlap: float = MAX_OVERLAP,
+    position_threshold: float = POSITION_THRESHOLD,
+) -> GenEvalResult:
+    """GenEval's verdict on raw detections: `select_detections`, then `evaluate_selected`."""
+    spec = _as_spec(spec)
+    detected = select_detections(
+        detections,
+        spec.tag,
+        threshold=threshold,
+        counting_threshold=counting_threshold,
+        max_objects=max_objects,
+        max_overlap=max_overlap,
+    )
+    return evaluate_selected(
+        spec, detected, image=image, classify_colors=classify_colors, position_threshold=position_threshold
+    )
+
+
+# ---------------------------------------------------------------------------------------------- summary
+def summarize(results: Iterable[Mapping]) -> dict:
+    """GenEval's `summary_scores.py`: rows with `tag`, `correct` and optionally `prompt`.
+
+    Returns images, prompts, correct_images (fraction), correct_prompts (fraction of prompts with at
+    least one correct image; rows without `prompt` count as their own prompt), `tags` (mean
+    correctness per tag, in first-seen order) and `overall` (unweighted mean of the tag scores;
+    GenEval's headline number). `complete` says whether all six GenEval tags were present.
+    """
+    rows = list(results)
+    if not rows:
+        raise ValueError("summarize needs at least one result row")
+    by_tag: dict[str, list[bool]] = {}
+    by_prompt: dict[Any, bool] = {}
+    for i, row in enumerate(rows):
+        correct = bool(row["correct"])
+        by_tag.setdefault(row["tag"], []).append(correct)
+        key = (row["tag"], row.get("prompt", i))
+        by_prompt[key] = by_prompt.get(key, False) or correct
+    tags = {tag: sum(v) / len(v) for tag, v in by_tag.items()}
+    return {
+        "images": len(rows),
+        "prompts": len(by_prompt),
+        "correct_images": sum(bool(r["correct"]) for r in rows) / len(rows),
+        "correct_prompts": sum(by_prompt.values()) / len(by_prompt),
+        "tags": tags,
+        "overall": sum(tags.values()) / len(tags),
+        "complete": set(TAGS) <= set(tags),
+    }

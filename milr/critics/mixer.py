@@ -1,0 +1,169 @@
+"""`Mixer`: several critics as one (DESIGN §4), a weighted mean over the critics that did not abstain.
+
+The critics run concurrently in a thread pool: network judges wait on sockets and torch releases the
+GIL inside its kernels, so a GPT-4o call overlaps a detector forward pass. Each child's `Critique`
+is kept in `details["critiques"]` (as dicts) for the trace.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import time
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal
+
+import structlog
+from PIL import Image
+
+from milr.critics.base import Critic, Critique, PromptSpec
+
+log = structlog.get_logger(__name__)
+
+Policy = Literal["renormalize", "fail", "zero"]
+POLICIES: tuple[str, ...] = ("renormalize", "fail", "zero")
+
+
+class Mixer:
+    """A Critic mixing other critics by weight.
+
+    Args:
+        critics (`Sequence[Critic]`): the critics; their `name`s must be distinct.
+        weights (`Sequence[float] | Mapping[str, float]`, *optional*): one weight per critic (by
+            position or by name; unnamed critics get 1.0). Defaults to equal weights.
+        tag_weights (`Mapping[str, Mapping[str, float]]`, *optional*): per GenEval tag, weights by
+            critic name that replace `weights` when `spec.tag` matches, e.g.
+            `{"colors": {"detector": 0.5, "gpt4o": 0.5}}`; critics not named keep their base weight.
+            A critic whose weight is 0 for a prompt is not run at all (no wasted API call).
+        policy (`str`, *optional*, defaults to `"renormalize"`): what an abstention does.
+            `"renormalize"`: the weighted mean over the critics that scored (abstain only if none did);
+            `"fail"`: the mixer abstains as soon as any critic abstains;
+            `"zero"`: an abstention counts as score 0 (the authors' "unparsable → failed" convention).
+        max_workers (`int`, *optional*): threads; defaults to one per critic.
+        name (`str`, *optional*, defaults to `"mixed"`).
+
+    A critic that raises becomes an abstention with the exception recorded as its `error`.
+    """
+
+    def __init__(
+        self,
+        critics: Sequence[Critic],
+        weights: Sequence[float] | Mapping[str, float] | None = None,
+        tag_weights: Mapping[str, Mapping[str, float]] | None = None,
+        policy: Policy = "renormalize",
+        max_workers: int | None = None,
+        name: str = "mixed",
+    ):
+        self.critics = list(critics)
+        if not self.critics:
+            raise ValueError("Mixer needs at least one critic")
+        names = [c.name for c in self.critics]
+        if len(set(names)) != len(names):
+            raise ValueError(f"critic names must be distinct to be weighed, got {names}; give each a distinct `name`")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        self.weights = _weights_list(names, weights)
+        self.tag_weights = {tag: dict(w) for tag, w in (tag_weights or {}).items()}
+        for tag, by_name in self.tag_weights.items():
+            unknown = set(by_name) - set(names)
+            if unknown:
+                raise ValueError(f"tag_weights[{tag!r}] names unknown critics {sorted(unknown)}; critics: {names}")
+            _check_weights(
+                [by_name.get(n, w) for n, w in zip(names, self.weights, strict=True)], f"tag_weights[{tag!r}]"
+            )
+        self.policy = policy
+        self.max_workers = max_workers
+        self.name = name
+
+    def weights_for(self, spec: PromptSpec | None) -> list[float]:
+        """The weights used for a prompt with this spec (per-tag weights override the base ones)."""
+        by_name = self.tag_weights.get(spec.tag, {}) if spec is not None else {}
+        return [by_name.get(c.name, w) for c, w in zip(self.critics, self.weights, strict=True)]
+
+    def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
+        started = time.perf_counter()
+        weights = self.weights_for(spec)
+        active = [(c, w) for c, w in zip(self.critics, weights, strict=True) if w > 0]
+        image.load()  # decode a lazily opened file once, before threads share the image
+        children = self._run_all([c for c, _ in active], image, prompt, spec)
+        score, error = self._mix([(child, w) for child, (_, w) in zip(children, active, strict=True)])
+        verdict = Critique(
+            critic=self.name,
+            score=score,
+            rationale="\n".join(_line(child, w) for child, (_, w) in zip(children, active, strict=True)),
+            details={
+                "critiques": [child.model_dump() for child in children],
+                "weights": {c.name: w for c, w in active},
+                "skipped": [c.name for c, w in zip(self.critics, weights, strict=True) if w <= 0],
+                "policy": self.policy,
+            },
+            seconds=time.perf_counter() - started,
+            error=error,
+        )
+        log.info("mixed", critic=self.name, score=score, scores={c.critic: c.score for c in children}, error=error)
+        return verdict
+
+    # ------------------------------------------------------------------ internals
+    def _run_all(self, critics: list[Critic], image: Image.Image, prompt: str, spec: PromptSpec | None):
+        workers = self.max_workers or len(critics)
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="critic") as pool:
+            # contextvars do not cross threads by themselves: copy them so that the round/run ids
+            # bound by the graph node reach the children's log lines
+            futures = [
+                pool.submit(contextvars.copy_context().run, _run_one, critic, image, prompt, spec)
+                for critic in critics
+            ]
+            return [f.result() for f in futures]
+
+    def _mix(self, scored: list[tuple[Critique, float]]) -> tuple[float | None, str | None]:
+        abstained = [c.critic for c, _ in scored if c.score is None]
+        if self.policy == "fail" and abstained:
+            return None, f"policy 'fail': abstained: {', '.join(abstained)}"
+        if self.policy == "zero":
+            pairs = [(c.score or 0.0, w) for c, w in scored]
+        else:
+            pairs = [(c.score, w) for c, w in scored if c.score is not None]
+        total = sum(w for _, w in pairs)
+        if not pairs or total <= 0:
+            return None, "every critic abstained" if scored else "every critic has weight 0 for this prompt"
+        # clamp: float rounding may put a mean of scores in [0, 1] a hair outside it
+        return min(1.0, max(0.0, sum(s * w for s, w in pairs) / total)), None
+
+
+def _run_one(critic: Critic, image: Image.Image, prompt: str, spec: PromptSpec | None) -> Critique:
+    started = time.perf_counter()
+    try:
+        return critic(image, prompt, spec)
+    except Exception as err:  # a broken critic must not take the whole round down
+        log.warning("critic_raised", critic=critic.name, error=f"{type(err).__name__}: {err}")
+        return Critique(
+            critic=critic.name, score=None, error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - started
+        )
+
+
+def _weights_list(names: list[str], weights: Sequence[float] | Mapping[str, float] | None) -> list[float]:
+    if weights is None:
+        out = [1.0] * len(names)
+    elif isinstance(weights, Mapping):
+        unknown = set(weights) - set(names)
+        if unknown:
+            raise ValueError(f"weights name unknown critics {sorted(unknown)}; critics: {names}")
+        out = [float(weights.get(n, 1.0)) for n in names]
+    else:
+        out = [float(w) for w in weights]
+        if len(out) != len(names):
+            raise ValueError(f"got {len(out)} weights for {len(names)} critics {names}")
+    _check_weights(out, "weights")
+    return out
+
+
+def _check_weights(weights: list[float], what: str) -> None:
+    if any(w < 0 for w in weights) or not sum(weights) > 0:
+        raise ValueError(f"{what} must be >= 0 with a positive sum, got {weights}")
+
+
+def _line(child: Critique, weight: float) -> str:
+    shown = "abstained" if child.score is None else f"{child.score:.3f}"
+    why = child.error if child.score is None else child.rationale
+    first = why.strip().splitlines()[0] if why and why.strip() else ""
+    return f"{child.critic} (w={weight:g}): {shown}" + (f": {first}" if first else "")
