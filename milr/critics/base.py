@@ -52,6 +52,19 @@ class PromptSpec(BaseModel):
     def from_geneval(cls, data: dict) -> PromptSpec:
         return cls.model_validate(data)
 
+    @classmethod
+    def parse(cls, prompt: str, **vocabulary) -> PromptSpec:
+        """The spec of a prompt in GenEval's grammar ("a photo of two red cars and a dog",
+        "a photo of a cat left of a bench"); `ValueError` saying why when it cannot.
+
+        `classes=` and `colors=` replace the vocabulary (GenEval's 80 COCO classes and 10 colours);
+        see `milr.critics.spec_parse`.
+        """
+        # imported here: spec_parse builds on this module (PromptSpec, SpecItem)
+        from milr.critics.spec_parse import parse_prompt
+
+        return parse_prompt(prompt, **vocabulary)
+
 
 def _item_dict(item: SpecItem) -> dict:
     d: dict = {"class": item.cls, "count": item.count}
