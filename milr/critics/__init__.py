@@ -7,6 +7,7 @@ a score of None means it abstained. The CLI maps names to constructors; nothing 
 from milr.critics.base import Critic, Critique, PromptSpec, SpecItem
 from milr.critics.geneval import Detection, GenEvalResult, evaluate, relative_position, summarize
 from milr.critics.mixer import Mixer
+from milr.critics.openai_judge import OpenAIJudge, UnifiedReward
 
 __all__ = [
     "Critic",
@@ -14,8 +15,10 @@ __all__ = [
     "Detection",
     "GenEvalResult",
     "Mixer",
+    "OpenAIJudge",
     "PromptSpec",
     "SpecItem",
+    "UnifiedReward",
     "evaluate",
     "relative_position",
     "summarize",

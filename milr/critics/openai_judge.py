@@ -1,0 +1,382 @@
+"""Vision-language judges behind any OpenAI-compatible server: `OpenAIJudge` (GPT-4o) and `UnifiedReward`.
+
+Both send the image as a base64 PNG data URL through the real `openai` SDK, which owns timeouts and
+retries (429, 5xx, connection errors, with backoff). Every failure the judge can meet (refusal,
+unparsable output, exhausted retries, timeout, no API key) becomes an abstention (`score=None`)
+with the error recorded, never an exception, so that one flaky request cannot end a run. The API key
+never enters a Critique or a log line: errors are redacted before they are kept.
+
+Verdicts are cached per (image hash, prompt, model, mode, spec): MILR often re-decodes an image it
+has already scored, and a judge call costs money. Abstentions are not cached (they may be transient).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import os
+import re
+import threading
+import time
+from collections import OrderedDict
+from typing import Literal
+
+import openai
+import structlog
+from PIL import Image
+from pydantic import BaseModel, Field
+
+from milr import prompts
+from milr.critics.base import Critique, PromptSpec, SpecItem
+from milr.critics.spec_parse import english_plural
+
+log = structlog.get_logger(__name__)
+
+Mode = Literal["binary", "graded"]
+CACHE_SIZE = 1024
+
+
+# ---------------------------------------------------------------------------------------------- verdicts
+class BinaryVerdict(BaseModel):
+    """GPT-4o's answer in `binary` mode: the authors' pass/fail reward, with a reason."""
+
+    reason: str = Field(description="One or two sentences on why the image does or does not fulfil the prompt.")
+    satisfied: bool = Field(description="True only if the image clearly and completely fulfils the prompt.")
+
+
+class Check(BaseModel):
+    requirement: str = Field(description="One checkable requirement of the prompt.")
+    satisfied: bool = Field(description="True only if the image clearly satisfies this requirement.")
+    evidence: str = Field(description="A few words of visual evidence.")
+
+
+class GradedVerdict(BaseModel):
+    """GPT-4o's answer in `graded` mode: one check per requirement; the score is the fraction met."""
+
+    checks: list[Check]
+    summary: str = Field(description="One sentence summing up the checks.")
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def png_bytes(image: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    image.convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _count_phrase(item: SpecItem, exact: bool) -> str:
+    noun = item.cls if item.count == 1 else english_plural(item.cls)
+    words = f"{item.color} {noun}" if item.color else noun
+    if item.count == 1:
+        number = "exactly one" if exact else ("an" if words[0] in "aeiou" else "a")
+    else:
+        number = f"{'exactly' if exact else 'at least'} {item.count}"
+    return f"{number} {words}"
+
+
+def spec_requirements(spec: PromptSpec) -> list[str]:
+    """The spec as plain sentences, one checkable requirement each (counts, colours, relations)."""
+    exact = {e.cls: e.count - 1 for e in spec.exclude}
+    out = []
+    for item in spec.include:
+        out.append(f"The image shows {_count_phrase(item, exact.get(item.cls) == item.count)}.")
+        if item.position is not None:
+            relation, target = item.position
+            words = {"left of": "to the left of", "right of": "to the right of"}.get(relation, relation)
+            subject = f"The {item.cls} is" if item.count == 1 else f"Every {item.cls} is"
+            out.append(f"{subject} {words} the {spec.include[target].cls}.")
+    return out
+
+
+class _Redactor:
+    """Replaces the API key wherever it might surface (error bodies can echo request headers)."""
+
+    def __init__(self, secret: str | None):
+        self.secret = secret if secret and len(secret) >= 4 else None
+
+    def __call__(self, text: str) -> str:
+        return text.replace(self.secret, "***") if self.secret else text
+
+
+# ---------------------------------------------------------------------------------------------- the machinery
+class ChatJudge:
+    """Shared machinery of OpenAI-compatible judges: client, cache, abstentions, redaction.
+
+    Subclasses implement `_ask(client, image_url, prompt, spec) -> (score, rationale, details)` and
+    raise to abstain (the SDK's `openai.OpenAIError`s, pydantic's `ValidationError` on a malformed
+    verdict, `ValueError` for a refusal or an unreadable reply).
+    """
+
+    name = "judge"
+    mode = "default"
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        temperature: float = 0.0,
+        max_tokens: int | None = 1024,
+        client: openai.OpenAI | None = None,
+        name: str | None = None,
+    ):
+        self.model = model
+        self.base_url = base_url
+        self._api_key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
+        self.timeout, self.max_retries = timeout, max_retries
+        self.temperature, self.max_tokens = temperature, max_tokens
+        self.name = name or self.name
+        self._redact = _Redactor(self._api_key)
+        self._given_client = client
+        self._client: openai.OpenAI | None = None
+        self._cache: OrderedDict[tuple, Critique] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:  # no key in reprs (tracebacks and debuggers print them)
+        return f"{type(self).__name__}(name={self.name!r}, model={self.model!r}, mode={self.mode!r})"
+
+    @property
+    def client(self) -> openai.OpenAI:
+        """The SDK client, built on first use with our timeout and retries (an injected one too)."""
+        with self._lock:
+            if self._client is None:
+                if self._given_client is not None:
+                    base = self._given_client
+                else:
+                    base = openai.OpenAI(api_key=self._api_key, base_url=self.base_url)
+                self._client = base.with_options(timeout=self.timeout, max_retries=self.max_retries)
+            return self._client
+
+    def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
+        started = time.perf_counter()
+        png = png_bytes(image)
+        key = (hashlib.sha256(png).hexdigest(), prompt, self.model, self.mode, _spec_key(spec))
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+        if hit is not None:
+            return hit.model_copy(
+                update={"seconds": time.perf_counter() - started, "details": {**hit.details, "cached": True}}
+            )
+        try:
+            score, rationale, details = self._ask(self.client, data_url(png), prompt, spec)
+        except Exception as err:  # whatever the server or the SDK throws, a judge abstains and the run goes on
+            return self._abstain(err, started)
+        verdict = Critique(
+            critic=self.name,
+            score=score,
+            rationale=self._redact(rationale),
+            details={"model": self.model, "mode": self.mode, "cached": False, **details},
+            seconds=time.perf_counter() - started,
+        )
+        with self._lock:
+            self._cache[key] = verdict
+            if len(self._cache) > CACHE_SIZE:
+                self._cache.popitem(last=False)
+        log.info(
+            "judge_scored", critic=self.name, model=self.model, mode=self.mode, score=score, seconds=verdict.seconds
+        )
+        return verdict
+
+    def _abstain(self, err: Exception, started: float) -> Critique:
+        error = self._redact(f"{type(err).__name__}: {_short(err)}")
+        log.warning("judge_abstained", critic=self.name, model=self.model, error=error)
+        return Critique(
+            critic=self.name,
+            score=None,
+            error=error,
+            details={"model": self.model, "mode": self.mode},
+            seconds=time.perf_counter() - started,
+        )
+
+    def _ask(self, client: openai.OpenAI, image_url: str, prompt: str, spec: PromptSpec | None):
+        raise NotImplementedError
+
+    def _messages(self, image_url: str, text: str, system: str | None) -> list[dict]:
+        user = [{"type": "image_url", "image_url": {"url": image_url}}, {"type": "text", "text": text}]
+        head = [{"role": "system", "content": system}] if system else []
+        return [*head, {"role": "user", "content": user}]
+
+    def _sampling(self) -> dict:
+        return {"temperature": self.temperature, **({"max_tokens": self.max_tokens} if self.max_tokens else {})}
+
+
+def _spec_key(spec: PromptSpec | None) -> str:
+    return json.dumps(spec.to_geneval(), sort_keys=True) if spec is not None else ""
+
+
+def _short(err: Exception, limit: int = 500) -> str:
+    text = " ".join(str(err).split())
+    return text if len(text) <= limit else text[:limit] + "..."
+
+
+# ---------------------------------------------------------------------------------------------- GPT-4o
+class OpenAIJudge(ChatJudge):
+    """GPT-4o (or any OpenAI-compatible VLM with structured output) as an image–prompt judge.
+
+    Args:
+        model (`str`, *optional*, defaults to `"gpt-4o"`).
+        mode (`str`, *optional*, defaults to `"binary"`): `"binary"` scores 1 when the image fulfils
+            the prompt and 0 otherwise (the authors' GPT-4o reward); `"graded"` asks for one check per
+            requirement and scores the fraction satisfied (with a spec, the requirements are given).
+        base_url (`str`, *optional*): another OpenAI-compatible server, e.g. vLLM's `http://host:8000/v1`.
+        api_key (`str`, *optional*): defaults to the `OPENAI_API_KEY` environment variable.
+        timeout (`float`, *optional*, defaults to 60): seconds per request, enforced by the SDK.
+        max_retries (`int`, *optional*, defaults to 2): SDK retries on 408/409/429/5xx/connection errors.
+        client (`openai.OpenAI`, *optional*): an injected client; timeout and retries still apply.
+        prompt_files: names in `milr/prompts/` of the system, binary and graded prompts.
+    """
+
+    name = "gpt4o"
+
+    def __init__(
+        self,
+        model: str = "gpt-4o",
+        mode: Mode = "binary",
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        temperature: float = 0.0,
+        max_tokens: int | None = 1024,
+        client: openai.OpenAI | None = None,
+        name: str | None = None,
+        system_prompt: str = "judge_system",
+        binary_prompt: str = "judge_binary",
+        graded_prompt: str = "judge_graded",
+    ):
+        if mode not in ("binary", "graded"):
+            raise ValueError(f"mode must be 'binary' or 'graded', got {mode!r}")
+        super().__init__(
+            model=model,
+            base_url=base_url,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            client=client,
+            name=name,
+        )
+        self.mode = mode
+        self.system = prompts.load(system_prompt)
+        self.template = prompts.load(binary_prompt if mode == "binary" else graded_prompt)
+
+    def request_text(self, prompt: str, spec: PromptSpec | None) -> str:
+        """The user message's text for this prompt (and, in graded mode, the spec's requirements)."""
+        listed = ""
+        if self.mode == "graded" and spec is not None:
+            lines = "\n".join(f"{i}. {r}" for i, r in enumerate(spec_requirements(spec), 1))
+            listed = f" Use exactly these requirements, in this order:\n{lines}\n"
+        return self.template.replace("{requirements}", listed).replace("{prompt}", prompt)
+
+    def _ask(self, client, image_url, prompt, spec):
+        fmt = BinaryVerdict if self.mode == "binary" else GradedVerdict
+        completion = client.chat.completions.parse(
+            model=self.model,
+            messages=self._messages(image_url, self.request_text(prompt, spec), self.system),
+            response_format=fmt,
+            **self._sampling(),
+        )
+        if not completion.choices:
+            raise ValueError("the reply has no choices")
+        message = completion.choices[0].message
+        if message.refusal:
+            raise ValueError(f"the model refused: {message.refusal}")
+        if message.parsed is None:
+            raise ValueError("the reply holds no verdict")
+        usage = completion.usage.model_dump() if completion.usage else None
+        if self.mode == "binary":
+            v: BinaryVerdict = message.parsed
+            return float(v.satisfied), v.reason, {"verdict": v.model_dump(), "usage": usage}
+        return self._graded(message.parsed, spec, usage)
+
+    def _graded(self, v: GradedVerdict, spec: PromptSpec | None, usage: dict | None):
+        if not v.checks:
+            raise ValueError("the reply lists no requirement checks")
+        # a model that drops requirements it was given must not score higher for it
+        expected = len(spec_requirements(spec)) if spec is not None else 0
+        denominator = max(len(v.checks), expected)
+        score = sum(c.satisfied for c in v.checks) / denominator
+        lines = [f"[{'x' if c.satisfied else ' '}] {c.requirement}: {c.evidence}" for c in v.checks]
+        return score, "\n".join([v.summary, *lines]), {"verdict": v.model_dump(), "usage": usage}
+
+
+# ---------------------------------------------------------------------------------------------- UnifiedReward
+FINAL_SCORE = re.compile(r"Final Score\s*[:：]\s*\**\s*([-+]?\d+(?:\.\d+)?)", re.IGNORECASE)
+
+
+def final_score(text: str) -> float:
+    """The first number after "Final Score:" (UnifiedReward's 1–5 scale), `ValueError` if none."""
+    match = FINAL_SCORE.search(text or "")
+    if match is None:
+        raise ValueError("no 'Final Score: <number>' in the reply")
+    return float(match.group(1))
+
+
+def unified_to_unit(raw: float) -> float:
+    """UnifiedReward's 1–5 to [0, 1] as (x − 1) / 4, clipped like the authors' MixedReward."""
+    return min(1.0, max(0.0, (raw - 1.0) / 4.0))
+
+
+class UnifiedReward(ChatJudge):
+    """UnifiedReward-qwen-7b (pointwise) served behind any OpenAI-compatible server (vLLM, SGLang).
+
+    Plain text completion (such servers may not support structured output); the reply lists the
+    caption's elements and ends with "Final Score: x", x in 1–5, giving the score (x − 1) / 4.
+    `base_url` is usually a local server, e.g. `http://localhost:8000/v1`; `api_key` defaults to
+    `OPENAI_API_KEY`, else "EMPTY" (local servers ignore it). Other arguments as `OpenAIJudge`.
+    """
+
+    name = "unified"
+    mode = "pointwise"
+
+    def __init__(
+        self,
+        model: str = "CodeGoat24/UnifiedReward-qwen-7b",
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 120.0,
+        max_retries: int = 2,
+        temperature: float = 0.0,
+        max_tokens: int | None = 512,
+        client: openai.OpenAI | None = None,
+        name: str | None = None,
+        prompt_file: str = "unified_pointwise",
+    ):
+        super().__init__(
+            model=model,
+            base_url=base_url,
+            api_key=api_key if api_key is not None else os.environ.get("OPENAI_API_KEY", "EMPTY"),
+            timeout=timeout,
+            max_retries=max_retries,
+            temperature=temperature,
+            max_tokens=max_tokens,
+            client=client,
+            name=name,
+        )
+        self.template = prompts.load(prompt_file)
+
+    def _ask(self, client, image_url, prompt, spec):
+        completion = client.chat.completions.create(
+            model=self.model,
+            messages=self._messages(image_url, self.template.replace("{prompt}", prompt), None),
+            **self._sampling(),
+        )
+        if not completion.choices:
+            raise ValueError("the reply has no choices")
+        text = completion.choices[0].message.content or ""
+        raw = final_score(text)
+        return unified_to_unit(raw), text.strip(), {"raw_score": raw}
