@@ -2,23 +2,44 @@
 
 Every critic is a plain object with a `name` and `__call__(image, prompt, spec=None) -> Critique`;
 a score of None means it abstained. The CLI maps names to constructors; nothing here registers itself.
+
+- `OpenAIJudge` ("gpt4o"), `UnifiedReward` ("unified"): VLM judges behind OpenAI-compatible servers.
+- `SelfReward` ("self"): the generating Janus answers yes/no about its own image.
+- `DetectorCritic` ("detector"): soft GenEval-style checks from GroundingDINO and CLIP colours.
+- `GenEvalOracle` ("geneval"): GenEval's rules and constants, 1/0 per image; `geneval` has the rules.
+- `Mixer`: a weighted mean of critics, run concurrently.
 """
 
 from milr.critics.base import Critic, Critique, PromptSpec, SpecItem
-from milr.critics.geneval import Detection, GenEvalResult, evaluate, relative_position, summarize
+from milr.critics.detector import DetectorCritic
+from milr.critics.geneval import Detection, GenEvalOracle, GenEvalResult, evaluate, relative_position, summarize
 from milr.critics.mixer import Mixer
 from milr.critics.openai_judge import OpenAIJudge, UnifiedReward
+from milr.critics.self_reward import SelfReward
+from milr.critics.vision import (
+    ClipColorClassifier,
+    GroundingDinoDetector,
+    Mask2FormerDetector,
+    WeightsUnavailableError,
+)
 
 __all__ = [
+    "ClipColorClassifier",
     "Critic",
     "Critique",
     "Detection",
+    "DetectorCritic",
+    "GenEvalOracle",
     "GenEvalResult",
+    "GroundingDinoDetector",
+    "Mask2FormerDetector",
     "Mixer",
     "OpenAIJudge",
     "PromptSpec",
+    "SelfReward",
     "SpecItem",
     "UnifiedReward",
+    "WeightsUnavailableError",
     "evaluate",
     "relative_position",
     "summarize",

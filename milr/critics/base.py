@@ -14,6 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 Relation = Literal["left of", "right of", "above", "below"]
 RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
+# GenEval's vocabulary: its 10 colours and `object_names.txt` (the 80 COCO classes in detector order)
+COLORS: tuple[str, ...] = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
+COCO_CLASSES: tuple[str, ...] = tuple(
+    "person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,fire hydrant,stop sign,"
+    "parking meter,bench,bird,cat,dog,horse,sheep,cow,elephant,bear,zebra,giraffe,backpack,umbrella,"
+    "handbag,tie,suitcase,frisbee,skis,snowboard,sports ball,kite,baseball bat,baseball glove,skateboard,"
+    "surfboard,tennis racket,bottle,wine glass,cup,fork,knife,spoon,bowl,banana,apple,sandwich,orange,"
+    "broccoli,carrot,hot dog,pizza,donut,cake,chair,couch,potted plant,bed,dining table,toilet,tv,laptop,"
+    "computer mouse,tv remote,computer keyboard,cell phone,microwave,oven,toaster,sink,refrigerator,book,"
+    "clock,vase,scissors,teddy bear,hair drier,toothbrush".split(",")
+)
 
 
 class SpecItem(BaseModel):

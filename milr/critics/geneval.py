@@ -41,15 +41,17 @@ indexes its list of already matched groups; a later index would crash it, here i
 from __future__ import annotations
 
 import math
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
 import structlog
 from PIL import Image
 
-from milr.critics.base import PromptSpec
+from milr.critics.base import COCO_CLASSES, COLORS, RELATIONS, Critique, PromptSpec  # noqa: F401 (re-exported)
+from milr.critics.spec_parse import spec_for
 
 log = structlog.get_logger(__name__)
 
@@ -60,25 +62,12 @@ MAX_OVERLAP = 1.0
 POSITION_THRESHOLD = 0.1
 BACKGROUND = "#999"  # GenEval pastes masked objects on this grey before cropping
 
-COLORS: tuple[str, ...] = ("red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white")
 COLOR_TEMPLATES: tuple[str, ...] = (
     "a photo of a {color} {cls}",
     "a photo of a {color}-colored {cls}",
     "a photo of a {color} object",
 )
 TAGS: tuple[str, ...] = ("single_object", "two_object", "counting", "colors", "position", "color_attr")
-RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
-
-# GenEval's `object_names.txt`: the 80 COCO classes in the detector's label order.
-COCO_CLASSES: tuple[str, ...] = tuple(
-    "person,bicycle,car,motorcycle,airplane,bus,train,truck,boat,traffic light,fire hydrant,stop sign,"
-    "parking meter,bench,bird,cat,dog,horse,sheep,cow,elephant,bear,zebra,giraffe,backpack,umbrella,"
-    "handbag,tie,suitcase,frisbee,skis,snowboard,sports ball,kite,baseball bat,baseball glove,skateboard,"
-    "surfboard,tennis racket,bottle,wine glass,cup,fork,knife,spoon,bowl,banana,apple,sandwich,orange,"
-    "broccoli,carrot,hot dog,pizza,donut,cake,chair,couch,potted plant,bed,dining table,toilet,tv,laptop,"
-    "computer mouse,tv remote,computer keyboard,cell phone,microwave,oven,toaster,sink,refrigerator,book,"
-    "clock,vase,scissors,teddy bear,hair drier,toothbrush".split(",")
-)
 
 Box = tuple[float, float, float, float]
 # classify_colors(image, found_objects, cls) -> one colour name per object, in order
@@ -348,3 +337,98 @@ def summarize(results: Iterable[Mapping]) -> dict:
         "overall": sum(tags.values()) / len(tags),
         "complete": set(TAGS) <= set(tags),
     }
+
+
+# ---------------------------------------------------------------------------------------------- the oracle
+Detector = Callable[[Image.Image, Sequence[str]], list[Detection]]
+
+
+def requirement_dict(req: RequirementResult) -> dict:
+    """A JSON-safe view of one clause's verdict, for `Critique.details`."""
+    out = {k: v for k, v in asdict(req).items() if v is not None and v != ""}
+    if req.position is not None:
+        out["position"] = list(req.position)
+    return out
+
+
+def detections_dict(detected: Mapping[str, list[Detection]]) -> dict[str, list[list[float]]]:
+    """GenEval's `details` field: per class, [x1, y1, x2, y2, score] of each kept detection."""
+    return {cls: [[*map(float, d.box), float(d.score)] for d in dets] for cls, dets in detected.items()}
+
+
+class GenEvalOracle:
+    """GenEval as a critic: its rules and constants, a pluggable detector, CLIP colours; score 1 or 0.
+
+    Args:
+        detector (`callable`, *optional*): `detector(image, classes) -> list[Detection]`; defaults to
+            `Mask2FormerDetector()` (transformers' Swin-S COCO Mask2Former, loaded lazily).
+        color_classifier (`callable`, *optional*): `(image, detections, cls) -> colours`; defaults to
+            `ClipColorClassifier()` (CLIP ViT-L/14, loaded lazily, only for prompts with a colour).
+        threshold, counting_threshold, max_objects, max_overlap, position_threshold: GenEval's
+            constants (0.3, 0.9, 16, 1.0 = no NMS, 0.1); change them only to study them.
+        device: for the default models.
+
+    Without a spec, the prompt is parsed (`PromptSpec.parse`); a prompt outside GenEval's grammar
+    makes the oracle abstain. Missing default weights raise `WeightsUnavailableError`.
+    """
+
+    name = "geneval"
+
+    def __init__(
+        self,
+        detector: Detector | None = None,
+        color_classifier: ColorClassifier | None = None,
+        *,
+        threshold: float = THRESHOLD,
+        counting_threshold: float | None = COUNTING_THRESHOLD,
+        max_objects: int = MAX_OBJECTS,
+        max_overlap: float = MAX_OVERLAP,
+        position_threshold: float = POSITION_THRESHOLD,
+        device: str | None = None,
+        name: str | None = None,
+    ):
+        # imported here: vision builds on this module (Detection, constants), so a top import would cycle
+        from milr.critics.vision import ClipColorClassifier, Mask2FormerDetector
+
+        self.detector = detector if detector is not None else Mask2FormerDetector(device=device)
+        self.color_classifier = (
+            color_classifier if color_classifier is not None else ClipColorClassifier(device=device)
+        )
+        self.options = {
+            "threshold": threshold,
+            "counting_threshold": counting_threshold,
+            "max_objects": max_objects,
+            "max_overlap": max_overlap,
+        }
+        self.position_threshold = position_threshold
+        self.name = name or self.name
+
+    def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | Mapping | None = None) -> Critique:
+        started = time.perf_counter()
+        try:
+            spec = spec_for(prompt, spec)
+        except ValueError as err:
+            return Critique(critic=self.name, error=str(err), seconds=time.perf_counter() - started)
+        classes = sorted({i.cls for i in [*spec.include, *spec.exclude]})
+        detected = select_detections(self.detector(image, classes), spec.tag, **self.options)
+        result = evaluate_selected(
+            spec,
+            detected,
+            image=image,
+            classify_colors=self.color_classifier,
+            position_threshold=self.position_threshold,
+        )
+        verdict = Critique(
+            critic=self.name,
+            score=float(result.correct),
+            rationale="correct" if result.correct else "; ".join(result.reasons),
+            details={
+                "tag": spec.tag,
+                "correct": result.correct,
+                "requirements": [requirement_dict(r) for r in result.requirements],
+                "detected": detections_dict(detected),
+            },
+            seconds=time.perf_counter() - started,
+        )
+        log.info("geneval_scored", critic=self.name, tag=spec.tag, correct=result.correct, seconds=verdict.seconds)
+        return verdict

@@ -22,8 +22,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from milr.critics.base import PromptSpec, SpecItem
-from milr.critics.geneval import COCO_CLASSES, COLORS
+from milr.critics.base import COCO_CLASSES, COLORS, PromptSpec, SpecItem
 
 NUMBERS = {w: i for i, w in enumerate("zero one two three four five six seven eight nine ten".split())}
 ARTICLES = ("a", "an")
@@ -192,3 +191,10 @@ def parse_prompt(prompt: str, *, classes: Iterable[str] = COCO_CLASSES, colors: 
         return _parse(prompt, classes, tuple(c.lower() for c in colors))
     except ValueError as err:
         raise ValueError(f"cannot read {prompt!r} as a GenEval-style prompt: {err} ({EXAMPLES})") from None
+
+
+def spec_for(prompt: str, spec: PromptSpec | dict | None) -> PromptSpec:
+    """The spec a spec-based critic scores against: the given one, else parsed from the prompt."""
+    if spec is None:
+        return parse_prompt(prompt)
+    return spec if isinstance(spec, PromptSpec) else PromptSpec.from_geneval(spec)

@@ -1,0 +1,136 @@
+"""Tiny random transformers models for the critics: CLIP, GroundingDINO, Mask2Former (real classes, CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tokenizers import Tokenizer, normalizers, pre_tokenizers
+from tokenizers.models import WordLevel
+from transformers import (
+    BertConfig,
+    BertTokenizer,
+    CLIPConfig,
+    CLIPImageProcessorPil,
+    CLIPModel,
+    GroundingDinoConfig,
+    GroundingDinoForObjectDetection,
+    GroundingDinoImageProcessorPil,
+    GroundingDinoProcessor,
+    Mask2FormerConfig,
+    Mask2FormerForUniversalSegmentation,
+    Mask2FormerImageProcessorPil,
+    PreTrainedTokenizerFast,
+    SwinConfig,
+)
+
+from milr.critics.base import COCO_CLASSES, COLORS
+
+WORDS = ["a", "photo", "of", "object", "-", "colored", "car", "dog", "cat", "bench", "teddy", "bear", *COLORS]
+
+
+def tiny_clip():
+    """(model, image processor, word tokenizer); text pooling at the argmax id (eos_token_id 2)."""
+    vocab = {w: i for i, w in enumerate(["[pad]", "[unk]", *WORDS])}
+    tok = Tokenizer(WordLevel(vocab, unk_token="[unk]"))
+    tok.normalizer = normalizers.Lowercase()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[pad]", unk_token="[unk]")
+    text = dict(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=16,
+        eos_token_id=2,
+        bos_token_id=0,
+        pad_token_id=0,
+    )
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return model, processor, tokenizer
+
+
+def _tiny_swin(image_size: int, **kw) -> SwinConfig:
+    return SwinConfig(
+        image_size=image_size,
+        patch_size=4,
+        embed_dim=8,
+        depths=[1, 1, 1, 1],
+        num_heads=[1, 1, 1, 1],
+        window_size=2,
+        **kw,
+    )
+
+
+def tiny_grounding_dino():
+    """(model, processor): Swin + BERT backbones of a few thousand parameters, 12 queries, 128 px input."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "?", "car", "dog", "cat", "bench", "teddy", "bear"]
+    tokenizer = BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+    text = BertConfig(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=64,
+    )
+    config = GroundingDinoConfig(
+        backbone_config=_tiny_swin(128, out_indices=[2, 3, 4]),
+        text_config=text,
+        d_model=32,  # GroupNorm(32, d_model)
+        encoder_layers=1,
+        decoder_layers=2,  # one layer breaks the tied bbox heads
+        encoder_ffn_dim=32,
+        decoder_ffn_dim=32,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_n_points=1,
+        decoder_n_points=1,
+        num_queries=12,
+        max_text_len=32,
+    )
+    torch.manual_seed(0)
+    model = GroundingDinoForObjectDetection(config).eval()
+    image_processor = GroundingDinoImageProcessorPil(size={"shortest_edge": 128, "longest_edge": 128})
+    return model, GroundingDinoProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def tiny_mask2former():
+    """(model, image processor): 80 COCO labels, 10 queries, 64 px input."""
+    config = Mask2FormerConfig(
+        backbone_config=_tiny_swin(64, out_features=["stage1", "stage2", "stage3", "stage4"]),
+        feature_size=32,
+        mask_feature_size=32,
+        hidden_dim=32,
+        encoder_feedforward_dim=32,
+        dim_feedforward=32,
+        encoder_layers=1,
+        decoder_layers=2,
+        num_attention_heads=2,
+        num_queries=10,
+        num_labels=len(COCO_CLASSES),
+    )
+    torch.manual_seed(0)
+    model = Mask2FormerForUniversalSegmentation(config).eval()
+    return model, Mask2FormerImageProcessorPil(size={"height": 64, "width": 64})
+
+
+@pytest.fixture(scope="session")
+def clip_parts():
+    return tiny_clip()
+
+
+@pytest.fixture(scope="session")
+def gdino_parts():
+    return tiny_grounding_dino()
+
+
+@pytest.fixture(scope="session")
+def m2f_parts():
+    pytest.importorskip("scipy", reason="transformers' Mask2Former needs scipy (its loss is built in __init__)")
+    return tiny_mask2former()
