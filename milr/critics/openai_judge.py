@@ -115,6 +115,8 @@ class ChatJudge:
 
     name = "judge"
     mode = "default"
+    # OpenAI's newer models reject `max_tokens`; vLLM-era servers may not know `max_completion_tokens`
+    token_limit = "max_completion_tokens"
 
     def __init__(
         self,
@@ -124,7 +126,7 @@ class ChatJudge:
         api_key: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 2,
-        temperature: float = 0.0,
+        temperature: float | None = 0.0,
         max_tokens: int | None = 1024,
         client: openai.OpenAI | None = None,
         name: str | None = None,
@@ -208,7 +210,10 @@ class ChatJudge:
         return [*head, {"role": "user", "content": user}]
 
     def _sampling(self) -> dict:
-        return {"temperature": self.temperature, **({"max_tokens": self.max_tokens} if self.max_tokens else {})}
+        out = {} if self.temperature is None else {"temperature": self.temperature}
+        if self.max_tokens:
+            out[self.token_limit] = self.max_tokens
+        return out
 
 
 def _spec_key(spec: PromptSpec | None) -> str:
@@ -233,6 +238,9 @@ class OpenAIJudge(ChatJudge):
         api_key (`str`, *optional*): defaults to the `OPENAI_API_KEY` environment variable.
         timeout (`float`, *optional*, defaults to 60): seconds per request, enforced by the SDK.
         max_retries (`int`, *optional*, defaults to 2): SDK retries on 408/409/429/5xx/connection errors.
+        temperature (`float`, *optional*, defaults to 0): None leaves it to the server (reasoning models
+            accept only their default).
+        max_tokens (`int`, *optional*, defaults to 1024): sent as `max_completion_tokens`; None sends none.
         client (`openai.OpenAI`, *optional*): an injected client; timeout and retries still apply.
         prompt_files: names in `milr/prompts/` of the system, binary and graded prompts.
     """
@@ -248,7 +256,7 @@ class OpenAIJudge(ChatJudge):
         api_key: str | None = None,
         timeout: float = 60.0,
         max_retries: int = 2,
-        temperature: float = 0.0,
+        temperature: float | None = 0.0,
         max_tokens: int | None = 1024,
         client: openai.OpenAI | None = None,
         name: str | None = None,
@@ -341,6 +349,7 @@ class UnifiedReward(ChatJudge):
 
     name = "unified"
     mode = "pointwise"
+    token_limit = "max_tokens"
 
     def __init__(
         self,
@@ -350,7 +359,7 @@ class UnifiedReward(ChatJudge):
         api_key: str | None = None,
         timeout: float = 120.0,
         max_retries: int = 2,
-        temperature: float = 0.0,
+        temperature: float | None = 0.0,
         max_tokens: int | None = 512,
         client: openai.OpenAI | None = None,
         name: str | None = None,

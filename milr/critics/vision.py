@@ -218,7 +218,10 @@ class GroundingDinoDetector(_Lazy):
         image = image.convert("RGB")
         caption, spans = grounding_caption(classes)
         inputs = self.processor(images=image, text=caption, return_tensors="pt").to(self.device)
-        offsets = self.processor.tokenizer(caption, return_offsets_mapping=True)["offset_mapping"]
+        encoded = self.processor.tokenizer(caption, return_offsets_mapping=True)
+        if encoded["input_ids"] != inputs["input_ids"][0].tolist():
+            raise ValueError(f"the processor tokenised {caption!r} differently from its tokenizer; spans would shift")
+        offsets = encoded["offset_mapping"]
         positions = [token_positions(offsets, span) for span in spans]
         missing = [c for c, p in zip(classes, positions, strict=True) if not p]
         if missing:
@@ -235,6 +238,9 @@ class GroundingDinoDetector(_Lazy):
 
 
 # ---------------------------------------------------------------------------------------------- Mask2Former
+MMDET_TEST_SCALE = {"shortest_edge": 800, "longest_edge": 1333}
+
+
 def mask_box(mask: np.ndarray) -> tuple[float, float, float, float]:
     """The box of a binary mask as mmdet's `mask2bbox` gives it: (x_min, y_min, x_max + 1, y_max + 1)."""
     ys, xs = np.nonzero(mask)
@@ -248,6 +254,10 @@ class Mask2FormerDetector(_Lazy):
     Mask2Former computes them); boxes come from the masks. Class names: GenEval's COCO names by
     index when the model has 80 labels (the COCO checkpoints), else the model's `id2label`.
     Detections scoring below `min_score` (GenEval's 0.3 by default) are dropped early.
+
+    `input_size` is the resize of the default processor: mmdet's test scale for GenEval's config
+    (shorter side 800, longer at most 1333, aspect kept), not the 384×384 of the hub's processor
+    config; None keeps the processor's own.
     """
 
     def __init__(
@@ -259,9 +269,11 @@ class Mask2FormerDetector(_Lazy):
         label_names: Sequence[str] | None = None,
         device: str | torch.device | None = None,
         min_score: float = 0.3,
+        input_size: dict | None = MMDET_TEST_SCALE,
     ):
         super().__init__()
         self.model, self.image_processor, self.model_name = model, image_processor, model_name
+        self.input_size = input_size
         self.label_names, self.device, self.min_score = label_names, _device(device), min_score
         if model is not None:
             self.model = model.to(self.device).eval()
@@ -272,7 +284,8 @@ class Mask2FormerDetector(_Lazy):
 
         self.model = load_pretrained(Mask2FormerForUniversalSegmentation, self.model_name, "Mask2Former")
         self.model = self.model.to(self.device).eval()
-        self.image_processor = load_pretrained(Mask2FormerImageProcessorPil, self.model_name, "Mask2Former")
+        size = {"size": dict(self.input_size)} if self.input_size else {}
+        self.image_processor = load_pretrained(Mask2FormerImageProcessorPil, self.model_name, "Mask2Former", **size)
 
     def names(self) -> list[str]:
         if self.label_names is not None:

@@ -131,13 +131,20 @@ def test_pass_carries_image_prompt_and_schema(server, image):
     assert req["path"] == "/v1/chat/completions"
     assert req["headers"]["authorization"] == f"Bearer {KEY}"
     body = req["body"]
-    assert body["model"] == "gpt-4o" and body["temperature"] == 0.0
+    assert body["model"] == "gpt-4o" and body["temperature"] == 0.0 and body["max_completion_tokens"] == 1024
     assert body["response_format"]["type"] == "json_schema"
     assert set(body["response_format"]["json_schema"]["schema"]["properties"]) == {"reason", "satisfied"}
     assert body["messages"][0]["role"] == "system"
     assert '"a photo of a red dot"' in _text_of(req)
     sent = _image_of(req)
     assert sent.size == image.size and sent.convert("RGB").tobytes() == image.tobytes()
+
+
+def test_reasoning_models_get_no_sampling_settings(server, image):
+    server.reply(verdict(True))
+    judge(server, model="o4-mini", temperature=None, max_tokens=None)(image, "p")
+    body = server.requests[0]["body"]
+    assert body["model"] == "o4-mini" and "temperature" not in body and "max_completion_tokens" not in body
 
 
 def test_fail(server, image):
@@ -304,6 +311,7 @@ def test_unified_reward_scores_final_score(server, image):
     assert critique.details["raw_score"] == 4.0 and "red (attribute): 0" in critique.rationale
     body = server.requests[0]["body"]
     assert "response_format" not in body and body["model"] == "CodeGoat24/UnifiedReward-qwen-7b"
+    assert body["max_tokens"] == 512 and "max_completion_tokens" not in body
     assert _text_of(server.requests[0]).endswith("Text Caption: [a photo of a red cat]")
     assert _image_of(server.requests[0]).size == image.size
 

@@ -249,3 +249,23 @@ def test_default_models_load_lazily_and_fail_clearly(tmp_path):
     ):
         with pytest.raises(WeightsUnavailableError, match="not available here"):
             lazy.load()
+
+
+def test_mask2former_default_processor_uses_mmdets_test_scale(monkeypatch):
+    from milr.critics import vision
+
+    calls = []
+    monkeypatch.setattr(vision, "load_pretrained", lambda cls, name, what, **kw: calls.append((what, kw)) or _Dummy())
+    Mask2FormerDetector().load()
+    assert calls[1] == ("Mask2Former", {"size": {"shortest_edge": 800, "longest_edge": 1333}})
+    calls.clear()
+    Mask2FormerDetector(input_size=None).load()
+    assert calls[1] == ("Mask2Former", {})
+
+
+class _Dummy:
+    def to(self, device):
+        return self
+
+    def eval(self):
+        return self
