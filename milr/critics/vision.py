@@ -75,10 +75,11 @@ def crop_object(image: Image.Image, det: Detection, background: str | None = BAC
         mask = Image.fromarray(np.asarray(det.mask, dtype=bool))
         image = Image.composite(image, Image.new("RGB", image.size, background), mask)
     w, h = image.size
-    x1, y1 = min(max(int(det.box[0]), 0), w - 1), min(max(int(det.box[1]), 0), h - 1)
-    # at least one pixel: a degenerate box would give CLIP an empty image
-    x2, y2 = min(max(int(round(det.box[2])), x1 + 1), w), min(max(int(round(det.box[3])), y1 + 1), h)
-    return image.crop((x1, y1, x2, y2))
+    # rounded like PIL's crop of GenEval's float box; clamped to at least one pixel inside the image,
+    # since a degenerate box would hand CLIP an empty image
+    x1, y1, x2, y2 = (round(v) for v in det.box)
+    x1, y1 = min(max(x1, 0), w - 1), min(max(y1, 0), h - 1)
+    return image.crop((x1, y1, min(max(x2, x1 + 1), w), min(max(y2, y1 + 1), h)))
 
 
 class ClipColorClassifier(_Lazy):
