@@ -36,7 +36,7 @@ ROLE_TOKENS = ("<|User|>", "<|Assistant|>")
 
 def _prompt_words() -> list[str]:
     """Words of our own prompt files, so the chat scaffolding does not collapse to <unk>."""
-    text = " ".join(prompts.load(n) for n in ("reasoning", "reasoning_system", "understanding_system"))
+    text = " ".join(prompts.load(n) for n in ("reasoning", "reasoning_system", "understanding_system", "self_reward"))
     pre = pre_tokenizers.Sequence([pre_tokenizers.Whitespace()])
     return [w.lower() for w, _ in pre.pre_tokenize_str(text)]
 
@@ -122,7 +122,9 @@ def tiny_image_processor(image_size: int) -> JanusImageProcessorPil:
     return JanusImageProcessorPil(size={"height": image_size, "width": image_size}, min_size=8)
 
 
-def tiny_mug(seed: int = 0, *, grid: int = 2, hidden: int = 32, layers: int = 2, device: str = "cpu") -> JanusMUG:
+def tiny_mug(
+    seed: int = 0, *, grid: int = 2, hidden: int = 32, layers: int = 2, max_positions: int = 512, device: str = "cpu"
+) -> JanusMUG:
     """A random-init JanusMUG (about half a million parameters) with a word tokenizer."""
     tokenizer = word_tokenizer()
     config = tiny_janus_config(
@@ -130,6 +132,7 @@ def tiny_mug(seed: int = 0, *, grid: int = 2, hidden: int = 32, layers: int = 2,
         hidden=hidden,
         layers=layers,
         grid=grid,
+        max_positions=max_positions,
         image_token_id=tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["image"]),
     )
     torch.manual_seed(seed)

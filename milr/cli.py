@@ -1,0 +1,250 @@
+"""The `milr` command: run, resume, traces, bench.
+
+`milr run "PROMPT"` uses the packaged ShapesWorld model and its exact oracle unless told otherwise,
+so it works offline on any machine. Critics are chosen by name (`--critic gpt4o:0.5,detector:0.5`);
+the name → constructor table below is the only registry milr has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from milr.config import ConfigError, MILRConfig
+from milr.log import configure_logging
+
+console = Console(stderr=True)
+
+
+# --------------------------------------------------------------------------- critics by name
+def _gpt4o(mug, **kw):
+    from milr.critics import OpenAIJudge
+
+    return OpenAIJudge(**kw)
+
+
+def _unified(mug, **kw):
+    from milr.critics import UnifiedReward
+
+    return UnifiedReward(**kw)
+
+
+def _self(mug, **kw):
+    from milr.critics import SelfReward
+
+    return SelfReward(mug, **kw)
+
+
+def _detector(mug, **kw):
+    from milr.critics import DetectorCritic
+
+    return DetectorCritic(**kw)
+
+
+def _geneval(mug, **kw):
+    from milr.critics import GenEvalOracle
+
+    return GenEvalOracle(**kw)
+
+
+def _shapes(mug, **kw):
+    from milr.shapes import ShapesOracle
+
+    return ShapesOracle(**kw)
+
+
+CRITICS: dict[str, Callable] = {
+    "gpt4o": _gpt4o,
+    "unified": _unified,
+    "self": _self,
+    "detector": _detector,
+    "geneval": _geneval,
+    "shapes": _shapes,
+}
+
+
+def parse_critic_list(text: str) -> list[tuple[str, float]]:
+    """`"gpt4o:0.5,detector:0.5"` → [("gpt4o", 0.5), ("detector", 0.5)]; weight defaults to 1."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition(":")
+        if name not in CRITICS:
+            raise ValueError(f"unknown critic {name!r}; valid names: {', '.join(CRITICS)}")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"critic weight for {name!r} must be a number, got {weight!r}") from None
+        if w <= 0:
+            raise ValueError(f"critic weight for {name!r} must be > 0, got {w}")
+        out.append((name, w))
+    if not out:
+        raise ValueError("--critic needs at least one name, e.g. --critic shapes")
+    return out
+
+
+def build_critics(text: str, mug) -> tuple[list, list[float]]:
+    pairs = parse_critic_list(text)
+    return [CRITICS[name](mug) for name, _ in pairs], [w for _, w in pairs]
+
+
+# --------------------------------------------------------------------------- run / resume
+def _load_model(model: str, config: MILRConfig):
+    from milr.mug.janus import JanusMUG
+    from milr.orchestrator import resolve_model
+
+    if model == "tiny":
+        from milr.mug.tiny import tiny_mug
+
+        console.print("[yellow]model: a tiny RANDOM Janus (untrained) - images are noise, for plumbing checks[/]")
+        mug = tiny_mug(seed=config.seed, grid=4, max_positions=1024)
+        mug.name = "tiny"
+        return mug
+    mug = JanusMUG.from_pretrained(
+        resolve_model(model),
+        dtype=config.dtype,
+        device=config.device,
+        max_reasoning_tokens=config.max_reasoning_tokens,
+    )
+    mug.name = model if model in ("shapes",) else mug.name
+    return mug
+
+
+def _config_from_args(args) -> MILRConfig:
+    config = MILRConfig.from_file(args.config) if args.config else MILRConfig()
+    return config.override(
+        steps=args.steps,
+        strategy=args.strategy,
+        lr=args.lr,
+        threshold=args.threshold,
+        cfg=args.cfg,
+        seed=args.seed,
+        select=args.select,
+        optimize=args.optimize.split(",") if args.optimize else None,
+        device=args.device,
+    )
+
+
+def _progress_table(rows: list[dict], title: str) -> Table:
+    table = Table(title=title, title_justify="left")
+    for col in ("round", "score", "critics", "reasoning"):
+        table.add_column(col, overflow="fold")
+    for ev in rows:
+        score = "-" if ev["score"] is None else f"{ev['score']:.3f}"
+        critics = ", ".join(f"{k}={'-' if v is None else f'{v:.2f}'}" for k, v in ev["critics"].items())
+        table.add_row(str(ev["round"]), score, critics, ev["reasoning"][:80])
+    return table
+
+
+def _drive(events, title: str):
+    rows: list[dict] = []
+    result = None
+    with Live(_progress_table(rows, title), console=console, refresh_per_second=4, transient=False) as live:
+        for ev in events:
+            if ev["event"] == "round_start":
+                live.update(_progress_table(rows, f"{title} - round {ev['round']} ..."))
+            elif ev["event"] == "round_end":
+                rows.append(ev)
+                live.update(_progress_table(rows, title))
+            elif ev["event"] == "done":
+                result = ev["result"]
+    console.print(
+        f"[bold]done[/]: {result.stop_reason}, returned round {result.final_round} "
+        f"(score {result.score}), {len(result.rounds)} rounds in {result.seconds:.1f}s"
+    )
+    console.print(f"trace: {result.trace_dir}  report: {result.trace_dir / 'report.html'}")
+    return result
+
+
+def cmd_run(args) -> int:
+    from milr.orchestrator import MILR
+
+    config = _config_from_args(args)
+    mug = _load_model(args.model, config)
+    critics, weights = build_critics(args.critic, mug)
+    milr = MILR(mug, critics, config, weights=weights if len(critics) > 1 else None, out=args.out, checkpoint=True)
+    _drive(milr.stream(args.prompt, name=args.name), f"milr: {args.prompt}")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    from milr.orchestrator import MILR
+    from milr.traces import Trace
+
+    trace = Trace.load(args.run_dir)
+    config = MILRConfig(**trace.run.config)
+    mug = _load_model(args.model or trace.run.model, config)
+    critics_text = args.critic or ",".join(f"{c['name']}:{c['weight']}" for c in trace.run.critics)
+    critics, weights = build_critics(critics_text, mug)
+    milr = MILR(mug, critics, config, weights=weights if len(critics) > 1 else None, out=Path(args.run_dir).parent)
+    _drive(milr.stream_resume(args.run_dir), f"milr resume: {trace.run.prompt}")
+    return 0
+
+
+# --------------------------------------------------------------------------- traces
+def cmd_traces(args) -> int:
+    from milr.traces import Trace, list_table, show, write_report
+
+    if args.action == "list":
+        console.print(list_table(args.path or "traces"))
+    elif args.action == "show":
+        show(Trace.load(args.path), Console())
+    elif args.action == "report":
+        console.print(f"report: {write_report(args.path)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="milr", description="Test-time latent reasoning for image generation.")
+    parser.add_argument("--json-logs", action="store_true", help="log JSON lines (default: only when not a TTY)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run MILR on one prompt")
+    run.add_argument("prompt")
+    run.add_argument("--model", default="shapes", help="'shapes' (packaged), 'tiny' (random), hub id or folder")
+    run.add_argument("--critic", default="shapes", help=f"NAME[:WEIGHT],... from {', '.join(CRITICS)}")
+    run.add_argument("--config", help="TOML or JSON file with MILRConfig fields")
+    run.add_argument("--steps", type=int)
+    run.add_argument("--strategy", choices=["joint", "alt", "t2v"])
+    run.add_argument("--optimize", help="text,image (default both)")
+    run.add_argument("--lr", type=float)
+    run.add_argument("--threshold", type=float)
+    run.add_argument("--cfg", type=float)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--select", choices=["best", "last"])
+    run.add_argument("--device")
+    run.add_argument("--name", help="run name (sanitised) instead of the generated id")
+    run.add_argument("--out", default="traces", help="folder for trace folders (default: traces/)")
+    run.set_defaults(func=cmd_run)
+
+    resume = sub.add_parser("resume", help="continue a killed run from its last finished round")
+    resume.add_argument("run_dir")
+    resume.add_argument("--model", help="model to load (default: the one in run.json)")
+    resume.add_argument("--critic", help="critics (default: the ones in run.json)")
+    resume.set_defaults(func=cmd_resume)
+
+    traces = sub.add_parser("traces", help="list, show or report traces")
+    traces.add_argument("action", choices=["list", "show", "report"])
+    traces.add_argument("path", nargs="?", help="folder of runs (list) or one run folder (show, report)")
+    traces.set_defaults(func=cmd_traces)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    configure_logging(json=True if args.json_logs else None)
+    try:
+        return args.func(args)
+    except (ConfigError, ValueError, FileNotFoundError, OSError) as err:
+        console.print(f"[red]error:[/] {err}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""`MILRConfig`: every knob of one MILR run, validated and documented in one place.
+
+Defaults are the paper's (λt 0.2, λv 0.02, lr 0.03, K 20, threshold 0.9 ⇔ the authors' R > -0.1),
+except `select="best"`, which returns the best round rather than the last (the paper's choice is
+`select="last"`). Load from TOML or JSON with `MILRConfig.from_file`, override with `.override()`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+Modality = Literal["text", "image"]
+
+
+class ConfigError(ValueError):
+    """A config value is out of range or contradicts another; the message names the field."""
+
+
+class MILRConfig(BaseModel):
+    """Settings of one MILR run (DESIGN §3). Every field is checked when the config is built."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # > Optimisation
+    steps: int = Field(20, ge=0, description="K: the most latent updates; a run makes at most K+1 generations.")
+    lr: float = Field(0.03, gt=0, description="Adam learning rate of both latent prefixes.")
+    lambda_text: float = Field(0.2, gt=0, le=1, description="λt: fraction of the first reasoning's tokens optimised.")
+    lambda_image: float = Field(0.02, gt=0, le=1, description="λv: fraction of image tokens optimised (11 of 576).")
+    threshold: float = Field(0.9, ge=0, le=1, description="Stop once the mixed critic score reaches this value.")
+    strategy: Literal["joint", "alt", "t2v"] = Field(
+        "joint", description="joint: both each step; alt: text on odd steps, image on even; t2v: text then image."
+    )
+    optimize: frozenset[Modality] = Field(
+        frozenset({"text", "image"}), description="Which latents to optimise (ablations: {'text'} or {'image'})."
+    )
+    image_subset: Literal["prefix", "random"] = Field(
+        "prefix", description="Optimise the first image latents (paper) or a seeded random subset (Table 5)."
+    )
+    select: Literal["best", "last"] = Field(
+        "best", description="Return the best-scoring round (default) or the last one (the paper's choice)."
+    )
+    # > Decoding
+    cfg: float = Field(5.0, gt=0, description="Classifier-free guidance scale for image tokens.")
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature for image tokens.")
+    max_reasoning_tokens: int = Field(512, ge=1, description="Cap on the reasoning length (stops earlier at EOS).")
+    seed: int = Field(0, ge=0, description="Seeds image sampling and the random image subset.")
+    # > Placement
+    device: str | None = Field(None, description="torch device; default cuda when available, else cpu.")
+    dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
+        None, description="Model dtype; default bfloat16 on GPU, float32 on CPU."
+    )
+
+    @field_validator("optimize", mode="before")
+    @classmethod
+    def _as_set(cls, v):
+        if isinstance(v, str):
+            v = [v]
+        return frozenset(v)
+
+    @field_validator("optimize")
+    @classmethod
+    def _not_empty(cls, v: frozenset) -> frozenset:
+        if not v:
+            raise ValueError("optimize must name at least one of 'text', 'image'")
+        return v
+
+    @model_validator(mode="after")
+    def _strategy_fits_optimize(self) -> MILRConfig:
+        if self.strategy in ("alt", "t2v") and self.optimize != {"text", "image"}:
+            raise ValueError(
+                f"strategy={self.strategy!r} alternates text and image, but optimize={sorted(self.optimize)}; "
+                "use strategy='joint' for a single-modality ablation"
+            )
+        return self
+
+    def __init__(self, **data):
+        try:
+            super().__init__(**data)
+        except ValidationError as err:
+            raise ConfigError(_explain(err)) from None
+
+    def override(self, **changes) -> MILRConfig:
+        """A new config with `changes` applied (None values are ignored) and validated again."""
+        data = self.model_dump()
+        data.update({k: v for k, v in changes.items() if v is not None})
+        return MILRConfig(**data)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> MILRConfig:
+        """Read a `.toml` or `.json` file; a `[milr]` table in TOML is used when present."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path.name!r} does not exist")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix == ".toml":
+                data = tomllib.loads(text)
+                data = data.get("milr", data)
+            elif path.suffix == ".json":
+                data = json.loads(text)
+            else:
+                raise ConfigError(f"config file {path.name!r} must end in .toml or .json")
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+            raise ConfigError(f"config file {path.name!r} is not valid {path.suffix[1:]}: {err}") from None
+        return cls(**data)
+
+    def to_json_dict(self) -> dict:
+        data = self.model_dump()
+        data["optimize"] = sorted(self.optimize)
+        return data
+
+
+def _explain(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        field = ".".join(str(p) for p in e["loc"]) or "config"
+        lines.append(f"{field}: {e['msg']} (got {e.get('input')!r})")
+    return "invalid MILRConfig: " + "; ".join(lines)

@@ -1,0 +1,24 @@
+"""Traces (DESIGN §5): the crash-safe writer, the typed reader, the HTML report, terminal views.
+
+This package imports nothing else of milr, so traces stay readable without models or critics."""
+
+from milr.traces.reader import LoadedRound, Trace
+from milr.traces.report import write_report
+from milr.traces.schema import SCHEMA_VERSION, CriticScore, RoundRecord, RunInfo, RunSummary
+from milr.traces.views import list_table, show
+from milr.traces.writer import TraceWriter, new_run_id
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "CriticScore",
+    "LoadedRound",
+    "RoundRecord",
+    "RunInfo",
+    "RunSummary",
+    "Trace",
+    "TraceWriter",
+    "list_table",
+    "new_run_id",
+    "show",
+    "write_report",
+]
