@@ -3,7 +3,7 @@
 This package imports nothing else of milr, so traces stay readable without models or critics."""
 
 from milr.traces.reader import LoadedRound, Trace
-from milr.traces.report import write_report
+from milr.traces.report import export_geneval, write_report
 from milr.traces.schema import SCHEMA_VERSION, CriticScore, RoundRecord, RunInfo, RunSummary
 from milr.traces.views import list_table, show
 from milr.traces.writer import TraceWriter, new_run_id
@@ -17,6 +17,7 @@ __all__ = [
     "RunSummary",
     "Trace",
     "TraceWriter",
+    "export_geneval",
     "list_table",
     "new_run_id",
     "show",

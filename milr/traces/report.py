@@ -125,3 +125,24 @@ def write_report(trace_or_dir: Trace | str | Path) -> Path:
     out = trace.path / "report.html"
     atomic_write_text(out, render_report(trace))
     return out
+
+
+def export_geneval(traces: list[Trace | str | Path], out_dir: str | Path, *, which: str = "final") -> Path:
+    """Write runs in GenEval's folder layout so its official evaluator can score milr's images:
+    `<out>/<idx:05d>/metadata.jsonl` (the prompt's spec) and `<out>/<idx:05d>/samples/0000.png`.
+
+    `which="final"` exports the returned image; `"round0"` the baseline image of each run."""
+    out = Path(out_dir)
+    for idx, item in enumerate(traces):
+        trace = item if isinstance(item, Trace) else Trace.load(item)
+        if trace.run.spec is None:
+            raise ValueError(f"{trace.path.name}: no GenEval spec in run.json; GenEval needs one per prompt")
+        folder = out / f"{idx:05d}"
+        (folder / "samples").mkdir(parents=True, exist_ok=True)
+        meta = dict(trace.run.spec, prompt=trace.run.prompt)
+        (folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n", encoding="utf-8")
+        source = trace.path / "final.png" if which == "final" else trace.path / trace.rounds[0].image_file
+        if not source.is_file():
+            raise FileNotFoundError(f"{trace.path.name}: {source.name} is missing (unfinished run?)")
+        (folder / "samples" / "0000.png").write_bytes(source.read_bytes())
+    return out
