@@ -222,8 +222,9 @@ class JanusMUG:
         _check_positive("max_new_tokens", max_new)
         forced = self._check_ids("prefix_ids", prefix_ids or [], self.text_vocab)
         ids = self.reasoning_ids(prompt)
-        self._check_context("prompt", len(ids), max_new)
-        return self._text_loop(ids, forced, max_new)
+        self._check_context("prompt", len(ids), 1)
+        # Reasoning stops at EOS; the cap only guards the context window.
+        return self._text_loop(ids, forced, min(max_new, self.context_length - len(ids)))
 
     def _text_loop(self, prompt_ids: list[int], forced: list[int], max_new: int) -> TextRollout:
         lm = self.model.model.language_model

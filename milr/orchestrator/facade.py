@@ -41,6 +41,7 @@ from milr.traces import RoundRecord, RunInfo, RunSummary, Trace, TraceWriter, ne
 log = structlog.get_logger(__name__)
 
 PACKAGED_MODELS = {"shapes": "milr.shapes"}  # name -> package holding a `checkpoint/` folder
+MIN_REASONING_ROOM = 16  # tokens of context a prompt must leave for the reasoning
 
 
 def resolve_model(name_or_path: str | Path) -> str | Path:
@@ -218,12 +219,12 @@ class MILR:
         if not isinstance(prompt, str) or not prompt.strip():
             raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
         n_prompt = len(self.mug.reasoning_ids(prompt))
-        budget = self.mug.context_length - self.config.max_reasoning_tokens
-        if n_prompt > budget:
+        # The image is drawn under prompt + reasoning: leave room for a short plan and every image token.
+        room = self.mug.context_length - n_prompt - self.mug.num_image_tokens
+        if room < MIN_REASONING_ROOM:
             raise ValueError(
-                f"prompt is too long: {n_prompt} tokens with the reasoning instruction, but the model's context "
-                f"({self.mug.context_length}) leaves {budget} after max_reasoning_tokens="
-                f"{self.config.max_reasoning_tokens}; shorten the prompt or lower max_reasoning_tokens"
+                f"prompt is too long: {n_prompt} tokens with the reasoning instruction leave {room} of the model's "
+                f"{self.mug.context_length}-token context for the reasoning and the image; shorten the prompt"
             )
         if spec is None:
             return _parse_or_none(prompt)
