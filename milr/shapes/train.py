@@ -77,25 +77,31 @@ def random_grid(rng: random.Random) -> Scene:
     return Scene.from_codes(codes)
 
 
-def train_decoder(mug: JanusMUG, steps: int, rng: random.Random, batch: int = 16) -> float:
+def train_decoder(
+    mug: JanusMUG, steps: int, rng: random.Random, batch: int = 32, out: Path | None = None, save_every: int = 500
+) -> float:
     vq = mug.model.model.vqmodel
     vq.train().requires_grad_(True)
     params = [*vq.quantize.parameters(), *vq.post_quant_conv.parameters(), *vq.decoder.parameters()]
-    opt = torch.optim.Adam(params, lr=2e-3)
+    opt = torch.optim.Adam(params, lr=3e-3)
     start, loss = time.time(), torch.tensor(0.0)
     for step in range(1, steps + 1):
         for group in opt.param_groups:
-            group["lr"] = 2e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
+            group["lr"] = 3e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
         scenes = [random_grid(rng) for _ in range(batch)]
         target = torch.stack([pixels(render(s)) for s in scenes])
-        out = vq.decode(torch.tensor([s.codes() for s in scenes]))
+        decoded = vq.decode(torch.tensor([s.codes() for s in scenes]))
         weight = 1 + 4 * (target.min(1, keepdim=True).values < 0.9).float()  # non-white ×5
-        loss = (weight * (out - target) ** 2).mean()
+        loss = (weight * (decoded - target) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
         if step % 50 == 0:
             print(f"decoder step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)", flush=True)
+        if out is not None and step % save_every == 0:
+            vq.eval()
+            save(mug, out / f"step_{step:05d}")
+            vq.train()
     vq.eval().requires_grad_(False)
     return loss.item()
 
@@ -178,31 +184,54 @@ def train_lm(mug, steps: int, rng, out: Path | None, save_every: int, batch: int
 
 def save(mug: JanusMUG, path: Path) -> None:
     path.mkdir(parents=True, exist_ok=True)
-    mug.model.half().save_pretrained(path)
-    mug.model.float()
+    # Half precision on disk (the shipped checkpoint stays small); the live fp32 weights are untouched.
+    half = {k: v.detach().half() for k, v in mug.model.state_dict().items()}
+    mug.model.save_pretrained(path, state_dict=half)
     mug.tokenizer.save_pretrained(path)
     mug.image_processor.save_pretrained(path)
+
+
+def merge(decoder_dir: Path, lm_dir: Path, out: Path) -> None:
+    """Checkpoint = the language model of `lm_dir` + the VQ model of `decoder_dir`. The phases touch
+    disjoint weights and use their own seeded data streams, so training them in two processes and
+    merging gives the same weights as one sequential run."""
+    decoder = JanusForConditionalGeneration.from_pretrained(decoder_dir, dtype=torch.float32)
+    mug = JanusMUG.from_pretrained(lm_dir, device="cpu", dtype=torch.float32)
+    mug.model.model.vqmodel.load_state_dict(decoder.model.vqmodel.state_dict())
+    save(mug, out)
 
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--decoder-steps", type=int, default=1500)
+    ap.add_argument("--phase", choices=["all", "decoder", "lm"], default="all")
+    ap.add_argument("--decoder-steps", type=int, default=3000)
+    ap.add_argument("--decoder-batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=4000, help="language-model steps")
     ap.add_argument("--save-every", type=int, default=500, help="steps between intermediate checkpoints")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--merge", nargs=2, type=Path, metavar=("DECODER_DIR", "LM_DIR"), help="merge two phase runs")
     args = ap.parse_args(argv)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    rng = random.Random(args.seed)
-    torch.manual_seed(args.seed)
+    if args.merge:
+        merge(*args.merge, args.out)
+        return
     mug = build_model(args.seed)
     started = time.time()
-    decoder_loss = train_decoder(mug, args.decoder_steps, rng)
-    save(mug, args.out / "intermediate" / "step_00000")
-    history = train_lm(mug, args.steps, rng, args.out / "intermediate", args.save_every, args.batch)
+    report: dict = {"seed": args.seed, "phase": args.phase}
+    if args.phase in ("all", "decoder"):
+        torch.manual_seed(args.seed)
+        dec_out = args.out / "decoder" if args.phase == "decoder" else None
+        report["decoder_loss"] = train_decoder(
+            mug, args.decoder_steps, random.Random(args.seed), args.decoder_batch, dec_out, args.save_every
+        )
+        report["decoder_steps"] = args.decoder_steps
+    if args.phase in ("all", "lm"):
+        torch.manual_seed(args.seed + 1)
+        rng = random.Random(args.seed + 1)
+        report.update(train_lm(mug, args.steps, rng, args.out / "intermediate", args.save_every, args.batch))
     save(mug, args.out / "final")
-    report = {"seed": args.seed, "decoder_loss": decoder_loss, **history, "seconds": round(time.time() - started)}
+    report["seconds"] = round(time.time() - started)
     (args.out / "train.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report), flush=True)
 
