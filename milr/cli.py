@@ -166,6 +166,7 @@ def cmd_run(args) -> int:
 
     config = _config_from_args(args)
     mug = _load_model(args.model, config)
+    config = config.with_recommended(mug.recommended)
     critics, weights = build_critics(args.critic, mug)
     milr = MILR(mug, critics, config, weights=weights if len(critics) > 1 else None, out=args.out, checkpoint=True)
     _drive(milr.stream(args.prompt, name=args.name), f"milr: {args.prompt}")

@@ -90,8 +90,9 @@ class MILRConfig(BaseModel):
             raise ConfigError(_explain(err)) from None
 
     def override(self, **changes) -> MILRConfig:
-        """A new config with `changes` applied (None values are ignored) and validated again."""
-        data = self.model_dump()
+        """A new config with `changes` applied (None values are ignored) and validated again.
+        Fields set explicitly stay explicit; untouched defaults stay defaults."""
+        data = self.model_dump(include=self.model_fields_set)
         data.update({k: v for k, v in changes.items() if v is not None})
         return MILRConfig(**data)
 
@@ -113,6 +114,11 @@ class MILRConfig(BaseModel):
         except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
             raise ConfigError(f"config file {path.name!r} is not valid {path.suffix[1:]}: {err}") from None
         return cls(**data)
+
+    def with_recommended(self, recommended: dict) -> MILRConfig:
+        """`recommended` (a checkpoint's decoding defaults) under every field set explicitly here."""
+        explicit = self.model_dump(include=self.model_fields_set)
+        return MILRConfig(**{**recommended, **explicit})
 
     def to_json_dict(self) -> dict:
         data = self.model_dump()

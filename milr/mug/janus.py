@@ -12,6 +12,7 @@ Prompts follow DeepSeek's chat format, built by hand for parity with the origina
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -41,6 +42,10 @@ WEIGHTS_HELP = (
     "(or Janus-Pro-1B), then pass that folder as the model. Without network access, the packaged "
     "ShapesWorld model (`--model shapes`) runs everywhere."
 )
+
+
+# Optional file in a checkpoint folder: decoding settings its trainer recommends (e.g. {"cfg": 3.0}).
+RECOMMENDED_FILE = "milr_defaults.json"
 
 
 class ModelWeightsNotFoundError(OSError):
@@ -119,6 +124,7 @@ class JanusMUG:
         self.image_vocab = model.config.vq_config.num_embeddings
         self.text_vocab = model.config.text_config.vocab_size
         self._yes_no = self._answer_token_ids()
+        self.recommended: dict = {}  # decoding settings a checkpoint ships in milr_defaults.json
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -147,7 +153,7 @@ class JanusMUG:
             image_processor = JanusImageProcessorPil.from_pretrained(name)
         except OSError:
             image_processor = None  # generation works without it; `understand` will say so
-        return cls(
+        mug = cls(
             model,
             tokenizer,
             image_processor,
@@ -156,6 +162,10 @@ class JanusMUG:
             name=name,
             max_reasoning_tokens=max_reasoning_tokens,
         )
+        defaults = Path(name) / RECOMMENDED_FILE
+        if defaults.is_file():
+            mug.recommended = json.loads(defaults.read_text(encoding="utf-8"))
+        return mug
 
     def _token_id(self, token: str) -> int:
         tid = self.tokenizer.convert_tokens_to_ids(token)

@@ -129,7 +129,7 @@ class MILR:
             max_reasoning_tokens=config.max_reasoning_tokens,
         )
         mug.name = str(model) if str(model) in PACKAGED_MODELS else mug.name
-        return cls(mug, critics, config, **kwargs)
+        return cls(mug, critics, config.with_recommended(mug.recommended), **kwargs)
 
     # ------------------------------------------------------------------ running
     def __call__(self, prompt: str, spec: PromptSpec | dict | None = None, *, name: str | None = None) -> MILRResult:

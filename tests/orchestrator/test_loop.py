@@ -179,3 +179,11 @@ def test_round_end_log_line_once_per_round(mug, tmp_path):
     ends = [e for e in logs if e["event"] == "round_end"]
     assert [e["round"] for e in ends] == [0, 1, 2]
     assert all({"run_id", "score", "critics", "seconds"} <= set(e) for e in ends)
+
+
+def test_checkpoint_recommendations_sit_under_explicit_settings():
+    rec = {"cfg": 2.0, "steps": 9}
+    cfg = MILRConfig(steps=3).with_recommended(rec)
+    assert cfg.steps == 3 and cfg.cfg == 2.0
+    assert MILRConfig().override(lr=0.1).with_recommended(rec).steps == 9
+    assert MILRConfig(cfg=5.0).with_recommended(rec).cfg == 5.0
