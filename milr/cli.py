@@ -200,6 +200,89 @@ def cmd_traces(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- bench
+def _bench_items(args):
+    from milr.bench import datasets
+
+    if args.dataset == "geneval":
+        return datasets.load_geneval(args.metadata)
+    if args.dataset == "t2i":
+        return datasets.load_t2i_compbench(args.prompts, args.category)
+    if args.dataset == "wise":
+        return datasets.load_wise(args.data)
+    return datasets.load_shapes(args.per_tag)
+
+
+def cmd_bench(args) -> int:
+    from milr.bench.runner import BenchSpec, run_bench, select_items
+    from milr.bench.summary import compare, write_summary
+
+    if args.dataset == "compare":
+        console.print(compare(args.a, args.b))
+        return 0
+    items = select_items(_bench_items(args), tags=args.tags.split(",") if args.tags else None, limit=args.limit,
+                         shard=args.shard)  # fmt: skip
+    config = _config_from_args(args)
+    mug = _load_model(args.model, config)
+    config = config.with_recommended(mug.recommended)
+    reward, weights = build_critics(args.critic, mug)
+    from milr.critics import Mixer
+
+    reward_critic = reward[0] if len(reward) == 1 else Mixer(reward, weights=weights)
+    eval_critic = build_critics(args.eval_critic or args.critic, mug)[0][0]
+    spec = BenchSpec(args.method, config, args.n)
+    run_bench(items, mug, spec, reward_critic, eval_critic, args.out, samples=args.samples, curve=args.curve)
+    summary = write_summary(args.out)
+    console.print(f"overall {summary['overall']:.3f} over {summary['records']} records; {args.out}/summary.md")
+    return 0
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="TOML or JSON file with MILRConfig fields")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--strategy", choices=["joint", "alt", "t2v"])
+    p.add_argument("--optimize", help="text,image (default both)")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--threshold", type=float)
+    p.add_argument("--cfg", type=float)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--select", choices=["best", "last"])
+    p.add_argument("--device")
+
+
+def _add_bench_parser(sub) -> None:
+    bench = sub.add_parser("bench", help="benchmark sweeps (resumable) and comparisons")
+    kinds = bench.add_subparsers(dest="dataset", required=True)
+    for name, help_ in (("geneval", "GenEval"), ("t2i", "T2I-CompBench"), ("wise", "WISE"), ("shapes", "ShapesEval")):
+        p = kinds.add_parser(name, help=help_)
+        if name == "geneval":
+            p.add_argument("--metadata", required=True, help="GenEval evaluation_metadata.jsonl")
+        elif name == "t2i":
+            p.add_argument("--prompts", required=True, help="T2I-CompBench {category}_val.txt")
+            p.add_argument("--category")
+        elif name == "wise":
+            p.add_argument("--data", required=True, help="WISE data/*.json (not shipped: no licence)")
+        else:
+            p.add_argument("--per-tag", type=int, default=50)
+        p.add_argument("--method", choices=["baseline", "milr", "best-of-n"], default="milr")
+        p.add_argument("--n", type=int, help="best-of-N budget (default steps + 1)")
+        p.add_argument("--model", default="shapes")
+        p.add_argument("--critic", default="shapes", help="reward critic(s), NAME[:WEIGHT],...")
+        p.add_argument("--eval-critic", help="evaluation critic (default: the first reward critic)")
+        p.add_argument("--out", required=True)
+        p.add_argument("--limit", type=int)
+        p.add_argument("--tags", help="comma-separated tags/categories")
+        p.add_argument("--samples", type=int, default=1)
+        p.add_argument("--shard", help="i/n: run every n-th prompt from i")
+        p.add_argument("--curve", action="store_true", help="evaluate every round (scaling curve)")
+        _add_config_flags(p)
+        p.set_defaults(func=cmd_bench)
+    cmp_ = kinds.add_parser("compare", help="two result folders side by side")
+    cmp_.add_argument("a")
+    cmp_.add_argument("b")
+    cmp_.set_defaults(func=cmd_bench)
+
+
 # --------------------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="milr", description="Test-time latent reasoning for image generation.")
@@ -210,16 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("prompt")
     run.add_argument("--model", default="shapes", help="'shapes' (packaged), 'tiny' (random), hub id or folder")
     run.add_argument("--critic", default="shapes", help=f"NAME[:WEIGHT],... from {', '.join(CRITICS)}")
-    run.add_argument("--config", help="TOML or JSON file with MILRConfig fields")
-    run.add_argument("--steps", type=int)
-    run.add_argument("--strategy", choices=["joint", "alt", "t2v"])
-    run.add_argument("--optimize", help="text,image (default both)")
-    run.add_argument("--lr", type=float)
-    run.add_argument("--threshold", type=float)
-    run.add_argument("--cfg", type=float)
-    run.add_argument("--seed", type=int)
-    run.add_argument("--select", choices=["best", "last"])
-    run.add_argument("--device")
+    _add_config_flags(run)
     run.add_argument("--name", help="run name (sanitised) instead of the generated id")
     run.add_argument("--out", default="traces", help="folder for trace folders (default: traces/)")
     run.set_defaults(func=cmd_run)
@@ -234,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     traces.add_argument("action", choices=["list", "show", "report"])
     traces.add_argument("path", nargs="?", help="folder of runs (list) or one run folder (show, report)")
     traces.set_defaults(func=cmd_traces)
+    _add_bench_parser(sub)
     return parser
 
 

@@ -78,7 +78,13 @@ def random_grid(rng: random.Random) -> Scene:
 
 
 def train_decoder(
-    mug: JanusMUG, steps: int, rng: random.Random, batch: int = 32, out: Path | None = None, save_every: int = 500
+    mug: JanusMUG,
+    steps: int,
+    rng: random.Random,
+    batch: int = 32,
+    out: Path | None = None,
+    save_every: int = 500,
+    loss_kind: str = "l1",
 ) -> float:
     vq = mug.model.model.vqmodel
     vq.train().requires_grad_(True)
@@ -92,7 +98,9 @@ def train_decoder(
         target = torch.stack([pixels(render(s)) for s in scenes])
         decoded = vq.decode(torch.tensor([s.codes() for s in scenes]))
         weight = 1 + 4 * (target.min(1, keepdim=True).values < 0.9).float()  # non-white ×5
-        loss = (weight * (decoded - target) ** 2).mean()
+        # L1 keeps edges: the mean-seeking MSE paints every shape as the same soft blob.
+        diff = (decoded - target).abs() if loss_kind == "l1" else (decoded - target) ** 2
+        loss = (weight * diff).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -208,6 +216,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--phase", choices=["all", "decoder", "lm"], default="all")
     ap.add_argument("--decoder-steps", type=int, default=3000)
     ap.add_argument("--decoder-batch", type=int, default=32)
+    ap.add_argument("--decoder-loss", choices=["l1", "mse"], default="l1")
     ap.add_argument("--steps", type=int, default=4000, help="language-model steps")
     ap.add_argument("--save-every", type=int, default=500, help="steps between intermediate checkpoints")
     ap.add_argument("--batch", type=int, default=32)
@@ -223,7 +232,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(args.seed)
         dec_out = args.out / "decoder" if args.phase == "decoder" else None
         report["decoder_loss"] = train_decoder(
-            mug, args.decoder_steps, random.Random(args.seed), args.decoder_batch, dec_out, args.save_every
+            mug,
+            args.decoder_steps,
+            random.Random(args.seed),
+            args.decoder_batch,
+            dec_out,
+            args.save_every,
+            args.decoder_loss,
         )
         report["decoder_steps"] = args.decoder_steps
     if args.phase in ("all", "lm"):

@@ -1,0 +1,201 @@
+"""The benchmark runner: one JSONL record per (prompt, sample), appended and fsynced as it finishes,
+so a killed sweep restarts where it stopped (finished keys are skipped, none is lost or redone).
+
+Methods: `baseline` (round 0 only), `milr` (any `MILRConfig`), `best-of-n` (N generations scored by
+the same reward critic, keep the best; N defaults to steps + 1 so budgets match MILR's worst case).
+The evaluation critic is separate from the reward critic (reward `mixed`, evaluate `geneval`, as in
+the paper's Table 6); with `curve=True` every round is evaluated, for the test-time scaling curve.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from milr.bench.datasets import BenchItem
+from milr.config import MILRConfig
+from milr.critics.base import Critic, Critique
+from milr.mug.janus import image_prompt
+from milr.orchestrator import MILR
+
+log = structlog.get_logger(__name__)
+
+METHODS = ("baseline", "milr", "best-of-n")
+
+
+@dataclass
+class BenchSpec:
+    method: str
+    config: MILRConfig
+    n: int | None = None  # best-of-N budget; default steps + 1
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+        if self.method == "best-of-n" and self.n is None:
+            self.n = self.config.steps + 1
+
+
+def correct_of(verdict: Critique, threshold: float) -> bool:
+    """GenEval-style critics say `correct` outright; others pass at the run's threshold."""
+    if "correct" in verdict.details:
+        return bool(verdict.details["correct"])
+    return verdict.score is not None and verdict.score >= threshold
+
+
+def select_items(
+    items: list[BenchItem], *, tags: Iterable[str] | None = None, limit: int | None = None, shard: str | None = None
+) -> list[BenchItem]:
+    """Filter by tag, shard (`i/n`: every n-th item from i), then cap at `limit`."""
+    if tags:
+        wanted = set(tags)
+        unknown = wanted - {it.tag for it in items}
+        if unknown:
+            raise ValueError(
+                f"unknown tag(s) {', '.join(sorted(unknown))}; this set has {sorted({i.tag for i in items})}"
+            )
+        items = [it for it in items if it.tag in wanted]
+    if shard:
+        i, n = parse_shard(shard)
+        items = items[i::n]
+    return items[:limit] if limit is not None else items
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard must look like i/n (e.g. 0/4), got {text!r}") from None
+    if not 0 <= i < n:
+        raise ValueError(f"--shard {text}: need 0 <= i < n")
+    return i, n
+
+
+def finished_keys(results: Path) -> set[tuple[str, int]]:
+    """(key, sample) pairs already on disk; a half-written last line (a crash) is ignored."""
+    if not results.is_file():
+        return set()
+    done = set()
+    for line in results.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        done.add((rec["key"], rec["sample"]))
+    return done
+
+
+def append_record(results: Path, record: dict) -> None:
+    data = results.read_bytes() if results.is_file() else b""
+    if data and not data.endswith(b"\n"):  # cut a line a crash left half-written
+        results.write_bytes(data[: data.rfind(b"\n") + 1])
+    with open(results, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def run_item(
+    mug, item: BenchItem, sample: int, spec: BenchSpec, reward: Critic, evaluate: Critic, out: Path, curve: bool
+):
+    seed = spec.config.seed + 1000 * sample
+    started = time.perf_counter()
+    if spec.method == "best-of-n":
+        scores, images = best_of_n(mug, item, spec.n, spec.config, reward, seed)
+        best = max(range(len(scores)), key=lambda j: (scores[j] if scores[j] is not None else -1.0, -j))
+        final_image, rounds_images, trace = images[best], images, None
+        reward_scores, generations = scores, spec.n
+    else:
+        config = spec.config.override(steps=0) if spec.method == "baseline" else spec.config
+        result = MILR(mug, reward, config.override(seed=seed), out=out / "traces")(
+            item.prompt, item.spec, name=f"{item.key}-s{sample}"
+        )
+        final_image, trace = result.image, str(result.trace_dir.relative_to(out))
+        rounds_images = [r.image for r in result.rounds] if curve else []
+        reward_scores, generations = [r.score for r in result.rounds], len(result.rounds)
+    verdict = evaluate(final_image, item.prompt, item.spec)
+    record = {
+        "key": item.key,
+        "sample": sample,
+        "prompt": item.prompt,
+        "tag": item.tag,
+        "method": spec.method,
+        "reward_scores": reward_scores,
+        "eval_score": verdict.score,
+        "correct": correct_of(verdict, spec.config.threshold),
+        "generations": generations,
+        "seconds": round(time.perf_counter() - started, 3),
+        "trace": trace,
+    }
+    if curve:
+        record["eval_by_round"] = [
+            correct_of(evaluate(img, item.prompt, item.spec), spec.config.threshold) for img in rounds_images
+        ]
+    return record
+
+
+def best_of_n(mug, item: BenchItem, n: int, config: MILRConfig, reward: Critic, seed: int):
+    """N images under the same (greedy, so identical) reasoning, each sampled with its own seed."""
+    text = mug.reason(item.prompt, max_new_tokens=config.max_reasoning_tokens)
+    scores, images = [], []
+    for j in range(n):
+        gen = torch.Generator(device=mug.device).manual_seed(seed + j)
+        img = mug.draw(
+            image_prompt(item.prompt, text.text), cfg=config.cfg, temperature=config.temperature, generator=gen
+        )
+        scores.append(reward(img.image, item.prompt, item.spec).score)
+        images.append(img.image)
+    return scores, images
+
+
+def run_bench(
+    items: list[BenchItem],
+    mug,
+    spec: BenchSpec,
+    reward: Critic,
+    evaluate: Critic,
+    out: str | Path,
+    *,
+    samples: int = 1,
+    curve: bool = False,
+    progress: bool = True,
+    on_record: Callable[[dict], None] | None = None,
+) -> Path:
+    """Run (or finish) a sweep into `out/results.jsonl`; returns that path."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "results.jsonl"
+    (out / "bench.json").write_text(
+        json.dumps(
+            {"method": spec.method, "n": spec.n, "config": spec.config.to_json_dict(), "samples": samples}, indent=2
+        )  # fmt: skip
+    )
+    done = finished_keys(results)
+    todo = [(it, s) for it in items for s in range(samples) if (it.key, s) not in done]
+    scores = []
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[score]}"),
+        disable=not progress,
+    ) as bar:
+        task = bar.add_task(spec.method, total=len(todo), score="")
+        for item, sample in todo:
+            record = run_item(mug, item, sample, spec, reward, evaluate, out, curve)
+            append_record(results, record)
+            scores.append(record["correct"])
+            bar.update(task, advance=1, score=f"correct {sum(scores) / len(scores):.3f}")
+            if on_record is not None:
+                on_record(record)
+    log.info("bench_done", method=spec.method, records=len(todo), skipped=len(done))
+    return results
