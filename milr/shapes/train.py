@@ -28,8 +28,10 @@ from transformers import JanusForConditionalGeneration
 from milr.mug.janus import SPECIAL_TOKENS, JanusMUG, image_prompt
 from milr.mug.tiny import tiny_image_processor, tiny_janus_config, word_tokenizer
 from milr.shapes.world import (
+    CELL,
     GRID,
     NUM_CODES,
+    SHAPES,
     TAGS,
     Scene,
     make_prompt,
@@ -40,6 +42,20 @@ from milr.shapes.world import (
 )
 
 UNCOND_RATE = 0.1
+
+
+def shape_disagreement() -> torch.Tensor:
+    """[CELL·GRID]² mask of the pixels where the circle, square and triangle of a cell differ."""
+    masks = []
+    for shape in SHAPES:
+        img = render(Scene({(0, 0): (shape, "red")})).crop((0, 0, CELL, CELL))
+        masks.append(torch.tensor(list(img.getdata())).view(CELL, CELL, 3).sum(-1) < 700)
+    stack = torch.stack(masks).float()
+    cell = ((stack.sum(0) > 0) & (stack.sum(0) < len(SHAPES))).float()
+    return cell.repeat(GRID, GRID)
+
+
+SHAPE_DISAGREEMENT = shape_disagreement()
 
 
 def build_model(seed: int) -> JanusMUG:
@@ -97,7 +113,13 @@ def train_decoder(
         scenes = [random_grid(rng) for _ in range(batch)]
         target = torch.stack([pixels(render(s)) for s in scenes])
         decoded = vq.decode(torch.tensor([s.codes() for s in scenes]))
-        weight = 1 + 4 * (target.min(1, keepdim=True).values < 0.9).float()  # non-white ×5
+        # Non-white ×5; and ×10 more where the three shapes disagree (corners, the triangle's sides):
+        # those few pixels are all that tells a circle from a square, and blurry blobs ignore them.
+        occupied = torch.tensor(
+            [[[int((r, c) in s.objects) for c in range(GRID)] for r in range(GRID)] for s in scenes]
+        )
+        disagree = occupied.repeat_interleave(CELL, 1).repeat_interleave(CELL, 2).unsqueeze(1) * SHAPE_DISAGREEMENT
+        weight = 1 + 4 * (target.min(1, keepdim=True).values < 0.9).float() + 10 * disagree
         # L1 keeps edges: the mean-seeking MSE paints every shape as the same soft blob.
         diff = (decoded - target).abs() if loss_kind == "l1" else (decoded - target) ** 2
         loss = (weight * diff).mean()
