@@ -167,6 +167,7 @@ class MILR:
         return result
 
     def stream_resume(self, run_dir: str | Path) -> Iterator[dict]:
+        """`resume()` as a stream of the same events as `stream()`."""
         trace = Trace.load(run_dir)
         config = MILRConfig(**trace.run.config)
         writer = TraceWriter(Path(run_dir), resume=True)
@@ -190,11 +191,22 @@ class MILR:
                 run_cfg, graph_input = _resume_point(graph, run_cfg, state)
             final = state
             if not state.get("stop_reason"):
-                for mode, chunk in graph.stream(graph_input, run_cfg, context=ctx, stream_mode=["custom", "values"]):
-                    if mode == "custom":
-                        yield chunk
-                    else:
-                        final = chunk
+                try:
+                    for mode, chunk in graph.stream(
+                        graph_input, run_cfg, context=ctx, stream_mode=["custom", "values"]
+                    ):
+                        if mode == "custom":
+                            yield chunk
+                        else:
+                            final = chunk
+                except Exception:
+                    # Finished rounds are already on disk; say how to continue from them.
+                    log.error(
+                        "run_failed",
+                        run_id=state["run_id"],
+                        hint="finished rounds are kept: milr resume <out>/<run_id>",
+                    )
+                    raise
         result = self._finish(writer, config, final, time.perf_counter() - started)
         yield {"event": "done", "result": result}
 
