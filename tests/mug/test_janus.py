@@ -142,3 +142,20 @@ def test_missing_weights_give_one_clear_error(tmp_path, monkeypatch):
 
 def test_weights_are_frozen(mug):
     assert not any(p.requires_grad for p in mug.model.parameters())
+
+
+def test_checkpoint_defaults_set_config_and_reasoning_prompt(tmp_path):
+    import json
+
+    mug = tiny_mug(seed=0)
+    default_ids = mug.reasoning_ids("a cat")
+    mug.apply_defaults({"config": {"cfg": 2.0}, "prompts": {"reasoning": "plan: {prompt}", "reasoning_system": ""}})
+    assert mug.recommended == {"cfg": 2.0}
+    short = mug.reasoning_ids("a cat")
+    assert len(short) < len(default_ids) and mug.tokenizer.decode(short[1:]).startswith("<|User|> : plan : a cat")
+    with pytest.raises(ValueError, match="prompt"):
+        mug.apply_defaults({"prompts": {"reasoning": "no placeholder"}})
+    mug.model.save_pretrained(tmp_path)
+    mug.tokenizer.save_pretrained(tmp_path)
+    (tmp_path / "milr_defaults.json").write_text(json.dumps({"config": {"steps": 3}}))
+    assert JanusMUG.from_pretrained(tmp_path, device="cpu").recommended == {"steps": 3}
