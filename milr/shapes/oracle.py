@@ -1,10 +1,11 @@
 """`ShapesOracle` (name "shapes"): reads a ShapesWorld scene back from pixels and applies GenEval's
 rules to the prompt's spec. Exact on rendered scenes; robust to the blur of VQ-decoded images.
 
-Per cell: the non-white pixels form the object's mask. Colour = the palette colour nearest to the
-mask's mean RGB; shape = how much of the mask's bounding box it fills (square ≈ 1, circle ≈ π/4,
-triangle ≈ 1/2). The cells become GenEval detections (cell box, score 1, known colour) and
-`milr.critics.geneval` decides. Score = fraction of satisfied clauses; `details["correct"]` = all.
+Per cell: the pixels with at least half the cell's strongest ink form the object's mask. Colour =
+the palette colour nearest to the mean RGB of the most saturated pixels; shape = mask area and
+vertical balance (see `milr.shapes.world`: the shapes differ in features that survive blur).
+The cells become GenEval detections (cell box, score 1, known colour) and `milr.critics.geneval`
+decides. Score = fraction of satisfied clauses; `details["correct"]` = all.
 
 `NoisyCritic` wraps any critic with controlled, seeded noise for reward-model studies.
 """
@@ -21,34 +22,37 @@ from milr.critics.base import Critic, Critique, PromptSpec
 from milr.critics.geneval import Detection, evaluate
 from milr.shapes.world import CELL, COLOR_NAMES, COLORS, GRID, SHAPES, SIZE, Cell, Obj, Scene, cell_box
 
-MIN_PIXELS = 12  # fewer non-white pixels than this: an empty cell (decoder speckle)
-WHITE_DISTANCE = 90  # a pixel this far from white (L1 over RGB) belongs to an object
+EMPTY_INK = 150  # a cell whose strongest pixel is this close to white (L1 over RGB) is empty
+SQUARE_AREA = 106  # half-max mask area: square 144 px, triangle 78, circle 52 (geometric midpoints)
+TRIANGLE_DROP = 0.9  # px: a triangle's ink centre sits 1.8 px below the cell centre, a circle's on it
 _PALETTE = np.array(list(COLORS.values()), dtype=np.float32)
+_ROWS = np.arange(CELL, dtype=np.float32)[:, None]
 
 
 def read_cell(patch: np.ndarray) -> Obj | None:
-    """(shape, colour) of one cell's pixels [CELL, CELL, 3], or None when empty."""
-    mask = (255 * 3 - patch.astype(np.int32).sum(-1)) > WHITE_DISTANCE
-    if mask.sum() < MIN_PIXELS:
+    """(shape, colour) of one cell's pixels [CELL, CELL, 3], or None when empty.
+
+    The mask is the set of pixels with at least half the cell's strongest ink (distance from
+    white): a half-maximum threshold keeps a blurred blob about as large as the sharp shape.
+    """
+    ink = 255 * 3 - patch.astype(np.float32).sum(-1)
+    peak = ink.max()
+    if peak < EMPTY_INK:
         return None
-    mean = patch[mask].astype(np.float32).mean(0)
-    color = list(COLORS)[int(np.abs(_PALETTE - mean).sum(1).argmin())]
+    mask = ink >= 0.5 * peak
+    core = ink >= 0.75 * peak  # colour from the saturated centre, not the edges blurred into white
+    mean = patch[core].astype(np.float32).mean(0)
+    color = COLOR_NAMES[int(np.abs(_PALETTE - mean).sum(1).argmin())]
     return classify_shape(mask), color
 
 
 def classify_shape(mask: np.ndarray) -> str:
-    """Triangle: much narrower at the top than at the bottom. Square vs circle: whether the corners
-    of the bounding box are filled. Both survive the blur of a VQ decoder better than exact templates."""
-    rows, cols = np.nonzero(mask)
-    box = mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-    h, w = box.shape
-    third = max(1, h // 3)
-    top, bottom = box[:third].sum(1).mean(), box[-third:].sum(1).mean()
-    if top < 0.6 * bottom:
-        return "triangle"
-    k = max(1, min(h, w) // 5)
-    corners = np.concatenate([box[:k, :k].ravel(), box[:k, -k:].ravel(), box[-k:, :k].ravel(), box[-k:, -k:].ravel()])
-    return "square" if corners.mean() > 0.5 else "circle"
+    """Square: large. Triangle: ink centre below the cell centre. Circle: small and centred."""
+    area = mask.sum()
+    if area >= SQUARE_AREA:
+        return "square"
+    drop = float((mask * _ROWS).sum() / area) - (CELL - 1) / 2
+    return "triangle" if drop > TRIANGLE_DROP else "circle"
 
 
 def read_scene(image: Image.Image) -> Scene:
@@ -102,8 +106,14 @@ class ShapesOracle:
         )
 
 
+def _flipped_verdict(details: dict) -> dict:
+    """A boolean `correct` verdict flips with the score (spec-based critics report one)."""
+    return {"correct": not details["correct"]} if isinstance(details.get("correct"), bool) else {}
+
+
 class NoisyCritic:
-    """Wraps a critic with seeded noise: with probability `flip`, the score s becomes 1 - s.
+    """Wraps a critic with seeded noise: with probability `flip`, the score s becomes 1 - s (and a
+    boolean `details["correct"]` flips with it).
 
     For reward studies: how much does MILR lose when its reward is wrong a fraction of the time?
     Abstentions pass through unchanged.
@@ -126,6 +136,6 @@ class NoisyCritic:
                 "critic": self.name,
                 "score": 1.0 - verdict.score,
                 "rationale": f"[flipped by noise] {verdict.rationale}",
-                "details": {**verdict.details, "flipped": True},
+                "details": {**verdict.details, **_flipped_verdict(verdict.details), "flipped": True},
             }
         )

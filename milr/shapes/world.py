@@ -19,7 +19,6 @@ from milr.critics.geneval import relative_position
 GRID = 4
 CELL = 16
 SIZE = GRID * CELL
-MARGIN = 2
 SHAPES = ("circle", "square", "triangle")
 COLORS = {
     "red": (220, 30, 30),
@@ -72,20 +71,31 @@ def decode_cell(code: int) -> Obj | None:
 
 
 # --------------------------------------------------------------------------- rendering
+# Shapes differ in coarse features, not only in outline: the tiny VQ decoder paints soft blobs, so
+# a square fills its cell (12×12 px), a circle is small (8 px across) and a triangle (12 wide, 12
+# high) has its ink low in the cell. Area and vertical balance survive blur; corners do not.
+SQUARE_BOX = (2, 2, 13, 13)
+CIRCLE_BOX = (4, 4, 11, 11)
+TRIANGLE = ((7.5, 2), (13, 13), (2, 13))
+
+
 def render(scene: Scene) -> Image.Image:
     img = Image.new("RGB", (SIZE, SIZE), "white")
     draw = ImageDraw.Draw(img)
     for (row, col), (shape, color) in scene.objects.items():
-        x0, y0 = col * CELL + MARGIN, row * CELL + MARGIN
-        x1, y1 = (col + 1) * CELL - MARGIN - 1, (row + 1) * CELL - MARGIN - 1
+        x, y = col * CELL, row * CELL
         fill = COLORS[color]
         if shape == "circle":
-            draw.ellipse((x0, y0, x1, y1), fill=fill)
+            draw.ellipse(_shift(CIRCLE_BOX, x, y), fill=fill)
         elif shape == "square":
-            draw.rectangle((x0 + 1, y0 + 1, x1 - 1, y1 - 1), fill=fill)
+            draw.rectangle(_shift(SQUARE_BOX, x, y), fill=fill)
         else:
-            draw.polygon([((x0 + x1) / 2, y0), (x1, y1), (x0, y1)], fill=fill)
+            draw.polygon([(px + x, py + y) for px, py in TRIANGLE], fill=fill)
     return img
+
+
+def _shift(box: tuple[int, int, int, int], x: int, y: int) -> tuple[int, int, int, int]:
+    return box[0] + x, box[1] + y, box[2] + x, box[3] + y
 
 
 # --------------------------------------------------------------------------- prompts and specs
@@ -184,3 +194,18 @@ def vocabulary() -> list[str]:
     for rel in RELATIONS:
         words += rel.split()
     return words
+
+
+def parse_plan(text: str) -> Scene:
+    """The scene a layout plan describes (the inverse of `reasoning_for`). Sentences that do not
+    read "a <colour> <shape> in row <n>, column <n>" are skipped; a later sentence wins a cell."""
+    numbers = {word: i for i, word in enumerate(NUMBER_WORDS[1 : GRID + 1])}
+    objects: dict[Cell, Obj] = {}
+    for sentence in text.lower().replace(",", " ").split("."):
+        words = sentence.split()
+        if len(words) != 8 or words[0] not in ("a", "an") or words[3:5] != ["in", "row"] or words[6] != "column":
+            continue
+        color, shape, row, col = words[1], words[2], words[5], words[7]
+        if color in COLORS and shape in SHAPES and row in numbers and col in numbers:
+            objects[(numbers[row], numbers[col])] = (shape, color)
+    return Scene(objects)
