@@ -8,7 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 from milr.shapes.oracle import NoisyCritic, ShapesOracle, read_scene
-from milr.shapes.world import Scene, make_prompt, reasoning_for, render, sample_scene
+from milr.shapes.world import Scene, make_prompt, parse_plan, reasoning_for, render, sample_scene
 
 
 def checkpoint_path() -> Path:
@@ -17,7 +17,8 @@ def checkpoint_path() -> Path:
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(
             "the ShapesWorld checkpoint is missing from this install; "
-            "train one with `python -m milr.shapes.train --out DIR` and copy DIR/final to milr/shapes/checkpoint"
+            "train one with `python -m milr.shapes.train --out DIR` and copy DIR/final to milr/shapes/checkpoint "
+            "(see milr/shapes/train.py for the recipe of the shipped one)"
         )
     return folder
 
@@ -28,6 +29,7 @@ __all__ = [
     "ShapesOracle",
     "checkpoint_path",
     "make_prompt",
+    "parse_plan",
     "read_scene",
     "reasoning_for",
     "render",

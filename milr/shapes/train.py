@@ -6,7 +6,8 @@ or in two (`--phase decoder`, `--phase lm`, then `--merge`) with bit-identical r
 
 1. VQ decoder with fixed codes: the token of a cell is its content id (empty or shape × colour,
    `Scene.codes`), so no encoder is needed to make data; codebook + decoder learn to paint random
-   grids, L1 loss with non-white pixels weighted ×5 (white dominates the image and would win).
+   grids, L1 loss with the shape region of occupied cells weighted ×5 (white dominates the image
+   and would win; see `decoder_loss` for why the region and not only the ink).
 2. Language model on generated scenes, with exactly the sequences `JanusMUG` feeds at inference:
    `reasoning_ids(prompt)` → the layout plan + EOS (lm_head), and `cfg_prompt_ids(image_prompt(...))`
    (the cond row, or the uncond row in 10% of examples so classifier-free guidance means something)
@@ -34,10 +35,21 @@ from transformers import DynamicCache, JanusForConditionalGeneration
 
 from milr.mug.janus import RECOMMENDED_FILE, JanusMUG, image_prompt
 from milr.shapes.model import DEFAULTS, build_model
-from milr.shapes.world import GRID, NUM_CODES, TAGS, Scene, make_prompt, reasoning_for, render, sample_scene
+from milr.shapes.world import (
+    CELL,
+    GRID,
+    NUM_CODES,
+    SQUARE_BOX,
+    TAGS,
+    Scene,
+    make_prompt,
+    reasoning_for,
+    render,
+    sample_scene,
+)
 
 UNCOND_RATE = 0.1
-INK_WEIGHT = 4.0  # non-white pixels count 1 + 4 = 5 times in the decoder loss
+INK_WEIGHT = 4.0  # pixels where occupied cells' shapes may be count 1 + 4 = 5 times in the decoder loss
 DECODER_SHARE = 0.5  # of `--minutes`, when both phases run in one process
 
 
@@ -71,11 +83,27 @@ def cosine_lr(opt: torch.optim.Optimizer, peak: float, step: int, steps: int, wa
 
 
 # --------------------------------------------------------------------------- phase 1: VQ decoder
+def shape_region() -> torch.Tensor:
+    """[CELL, CELL] mask of where any shape may put ink (the square's box, one pixel wider)."""
+    x0, y0, x1, y1 = SQUARE_BOX
+    region = torch.zeros(CELL, CELL)
+    region[max(0, y0 - 1) : y1 + 2, max(0, x0 - 1) : x1 + 2] = 1
+    return region
+
+
+REGION = shape_region()
+
+
 def decoder_loss(vq, scenes: list[Scene]) -> torch.Tensor:
     target = torch.stack([pixels(render(s)) for s in scenes])
     decoded = vq.decode(torch.tensor([s.codes() for s in scenes]))
-    weight = 1 + INK_WEIGHT * (target.min(1, keepdim=True).values < 0.9).float()
-    # L1 keeps edges: the mean-seeking MSE paints every shape as the same soft blob.
+    # Weight the whole shape region of occupied cells, ink or not. Weighting only the ink pixels
+    # (the obvious choice) makes the union of the shapes — a square — the cheapest answer for every
+    # code, and the decoder then paints every shape as a square of the right colour.
+    occupied = torch.tensor([[float(v != 0) for v in s.codes()] for s in scenes]).view(-1, 1, GRID, GRID)
+    weight = 1 + INK_WEIGHT * occupied.repeat_interleave(CELL, 2).repeat_interleave(CELL, 3) * REGION.repeat(
+        GRID, GRID
+    )
     return (weight * (decoded - target).abs()).mean()
 
 
