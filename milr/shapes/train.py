@@ -1,15 +1,23 @@
 """Train the ShapesWorld Janus: `python -m milr.shapes.train --out DIR --seed 0 [--minutes M]`.
 
-Same transformers classes as Janus-Pro (`JanusForConditionalGeneration`), shrunk: a 4-layer Llama
-(hidden 128), 16 image tokens, a word tokenizer with Janus's special tokens. Two phases:
+The model is `milr.shapes.model` (the real `JanusForConditionalGeneration`, shrunk). Two phases that
+touch disjoint weights and draw from their own seeded data streams, so they may run in one process
+or in two (`--phase decoder`, `--phase lm`, then `--merge`) with bit-identical results:
 
-1. VQ decoder with fixed codes: the token of a cell is its content id (empty or shape × colour), so
-   no encoder is needed to make data; codebook + decoder learn to paint the 19 cell kinds, with
-   non-white pixels weighted ×5 (white dominates the image and would otherwise win).
+1. VQ decoder with fixed codes: the token of a cell is its content id (empty or shape × colour,
+   `Scene.codes`), so no encoder is needed to make data; codebook + decoder learn to paint random
+   grids, L1 loss with the shape region of occupied cells weighted ×5 (white dominates the image
+   and would win; see `decoder_loss` for why the region and not only the ink).
 2. Language model on generated scenes, with exactly the sequences `JanusMUG` feeds at inference:
-   the reasoning chat → the layout plan + EOS (lm_head), and the image chat (cond row, or the
-   uncond row of pads in 10% of rows so classifier-free guidance means something) → 16 image codes
-   (generation_head). Intermediate checkpoints are saved so a deliberately imperfect one can ship.
+   `reasoning_ids(prompt)` → the layout plan + EOS (lm_head), and `cfg_prompt_ids(image_prompt(...))`
+   (the cond row, or the uncond row in 10% of examples so classifier-free guidance means something)
+   → the 16 image codes (generation_head, fed back through `prepare_embeddings_for_image_generation`).
+   The reasoning chat starts with a long constant instruction; it is run once per step and its
+   KV cache shared by the batch (same maths as running it per row, a third of the compute).
+
+Intermediate LM checkpoints (`DIR/intermediate/step_N`) let a deliberately imperfect one ship.
+Deterministic for a seed and fixed step counts; `--minutes` caps wall time instead (each phase gets
+its share and stops early, which the report says).
 """
 
 from __future__ import annotations
@@ -23,68 +31,39 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from transformers import JanusForConditionalGeneration
+from transformers import DynamicCache, JanusForConditionalGeneration
 
-from milr.mug.janus import SPECIAL_TOKENS, JanusMUG, image_prompt
-from milr.mug.tiny import tiny_image_processor, tiny_janus_config, word_tokenizer
+from milr.mug.janus import RECOMMENDED_FILE, JanusMUG, image_prompt
+from milr.shapes.model import DEFAULTS, build_model
 from milr.shapes.world import (
     CELL,
     GRID,
     NUM_CODES,
-    SHAPES,
+    SQUARE_BOX,
     TAGS,
     Scene,
     make_prompt,
     reasoning_for,
     render,
     sample_scene,
-    vocabulary,
 )
 
 UNCOND_RATE = 0.1
-DEFAULTS = {
-    "prompts": {"reasoning": "plan the image for: {prompt}", "reasoning_system": ""},
-    "config": {"max_reasoning_tokens": 64},
-}
+INK_WEIGHT = 4.0  # pixels where occupied cells' shapes may be count 1 + 4 = 5 times in the decoder loss
+DECODER_SHARE = 0.5  # of `--minutes`, when both phases run in one process
 
 
-def shape_disagreement() -> torch.Tensor:
-    """[CELL·GRID]² mask of the pixels where the circle, square and triangle of a cell differ."""
-    masks = []
-    for shape in SHAPES:
-        img = render(Scene({(0, 0): (shape, "red")})).crop((0, 0, CELL, CELL))
-        masks.append(torch.tensor(list(img.getdata())).view(CELL, CELL, 3).sum(-1) < 700)
-    stack = torch.stack(masks).float()
-    cell = ((stack.sum(0) > 0) & (stack.sum(0) < len(SHAPES))).float()
-    return cell.repeat(GRID, GRID)
+class Clock:
+    """Wall-time budget of one phase; `None` seconds = unlimited."""
 
+    def __init__(self, seconds: float | None):
+        self.start, self.seconds = time.time(), seconds
 
-SHAPE_DISAGREEMENT = shape_disagreement()
+    def elapsed(self) -> float:
+        return time.time() - self.start
 
-
-def build_model(seed: int) -> JanusMUG:
-    tokenizer = word_tokenizer(extra_words=vocabulary())
-    config = tiny_janus_config(
-        len(tokenizer),
-        hidden=128,
-        layers=4,
-        heads=4,
-        kv_heads=2,
-        grid=GRID,
-        num_codes=32,
-        max_positions=512,
-        image_token_id=tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["image"]),
-    )
-    torch.manual_seed(seed)
-    model = JanusForConditionalGeneration(config)
-    gc = model.generation_config
-    gc.bos_token_id = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["bos"])
-    gc.eos_token_id = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["eos"])
-    gc.pad_token_id = tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["pad"])
-    gc.generation_kwargs = {"boi_token_id": tokenizer.convert_tokens_to_ids(SPECIAL_TOKENS["boi"])}
-    mug = JanusMUG(model, tokenizer, tiny_image_processor(64), device="cpu", dtype=torch.float32, name="shapes")
-    mug.apply_defaults(DEFAULTS)
-    return mug
+    def expired(self) -> bool:
+        return self.seconds is not None and self.elapsed() >= self.seconds
 
 
 def pixels(img) -> torch.Tensor:
@@ -94,188 +73,280 @@ def pixels(img) -> torch.Tensor:
 
 
 def random_grid(rng: random.Random) -> Scene:
-    """Random cells (about half filled): the decoder must paint any content anywhere."""
-    codes = [rng.randrange(NUM_CODES) if rng.random() < 0.5 else 0 for _ in range(GRID * GRID)]
-    return Scene.from_codes(codes)
+    """Random cells, about half filled: the decoder must paint any content anywhere."""
+    return Scene.from_codes([rng.randrange(1, NUM_CODES) if rng.random() < 0.5 else 0 for _ in range(GRID * GRID)])
+
+
+def cosine_lr(opt: torch.optim.Optimizer, peak: float, step: int, steps: int, warmup: int) -> None:
+    for group in opt.param_groups:
+        group["lr"] = peak * min(1.0, step / warmup) * 0.5 * (1 + math.cos(math.pi * step / steps))
+
+
+# --------------------------------------------------------------------------- phase 1: VQ decoder
+def shape_region() -> torch.Tensor:
+    """[CELL, CELL] mask of where any shape may put ink (the square's box, one pixel wider)."""
+    x0, y0, x1, y1 = SQUARE_BOX
+    region = torch.zeros(CELL, CELL)
+    region[max(0, y0 - 1) : y1 + 2, max(0, x0 - 1) : x1 + 2] = 1
+    return region
+
+
+REGION = shape_region()
+
+
+def decoder_loss(vq, scenes: list[Scene]) -> torch.Tensor:
+    target = torch.stack([pixels(render(s)) for s in scenes])
+    decoded = vq.decode(torch.tensor([s.codes() for s in scenes]))
+    # Weight the whole shape region of occupied cells, ink or not. Weighting only the ink pixels
+    # (the obvious choice) makes the union of the shapes — a square — the cheapest answer for every
+    # code, and the decoder then paints every shape as a square of the right colour.
+    occupied = torch.tensor([[float(v != 0) for v in s.codes()] for s in scenes]).view(-1, 1, GRID, GRID)
+    weight = 1 + INK_WEIGHT * occupied.repeat_interleave(CELL, 2).repeat_interleave(CELL, 3) * REGION.repeat(
+        GRID, GRID
+    )
+    return (weight * (decoded - target).abs()).mean()
 
 
 def train_decoder(
     mug: JanusMUG,
     steps: int,
     rng: random.Random,
-    batch: int = 32,
+    batch: int,
+    lr: float,
+    clock: Clock,
     out: Path | None = None,
     save_every: int = 500,
-    loss_kind: str = "l1",
-) -> float:
+    log_every: int = 50,
+) -> dict:
     vq = mug.model.model.vqmodel
-    vq.train().requires_grad_(True)
     params = [*vq.quantize.parameters(), *vq.post_quant_conv.parameters(), *vq.decoder.parameters()]
-    opt = torch.optim.Adam(params, lr=3e-3)
-    start, loss = time.time(), torch.tensor(0.0)
-    for step in range(1, steps + 1):
-        for group in opt.param_groups:
-            group["lr"] = 3e-3 * 0.5 * (1 + math.cos(math.pi * step / steps))
-        scenes = [random_grid(rng) for _ in range(batch)]
-        target = torch.stack([pixels(render(s)) for s in scenes])
-        decoded = vq.decode(torch.tensor([s.codes() for s in scenes]))
-        # Non-white ×5; and ×10 more where the three shapes disagree (corners, the triangle's sides):
-        # those few pixels are all that tells a circle from a square, and blurry blobs ignore them.
-        occupied = torch.tensor(
-            [[[int((r, c) in s.objects) for c in range(GRID)] for r in range(GRID)] for s in scenes]
-        )
-        disagree = occupied.repeat_interleave(CELL, 1).repeat_interleave(CELL, 2).unsqueeze(1) * SHAPE_DISAGREEMENT
-        weight = 1 + 4 * (target.min(1, keepdim=True).values < 0.9).float() + 10 * disagree
-        # L1 keeps edges: the mean-seeking MSE paints every shape as the same soft blob.
-        diff = (decoded - target).abs() if loss_kind == "l1" else (decoded - target) ** 2
-        loss = (weight * diff).mean()
+    vq.train()  # JanusVQVAE calls eval() in __init__: set the mode explicitly
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    step, loss = 0, torch.tensor(float("nan"))
+    while step < steps and not clock.expired():
+        step += 1
+        cosine_lr(opt, lr, step, steps, warmup=30)
+        loss = decoder_loss(vq, [random_grid(rng) for _ in range(batch)])
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if step % 50 == 0:
-            print(f"decoder step {step} loss {loss.item():.4f} ({time.time() - start:.0f}s)", flush=True)
+        if step % log_every == 0:
+            print(f"decoder step {step}/{steps} loss {loss.item():.4f} ({clock.elapsed():.0f}s)", flush=True)
         if out is not None and step % save_every == 0:
             vq.eval()
             save(mug, out / f"step_{step:05d}")
             vq.train()
-    vq.eval().requires_grad_(False)
-    return loss.item()
+    vq.eval()
+    for p in params:
+        p.requires_grad_(False)
+    return {"decoder_steps": step, "decoder_loss": round(loss.item(), 4), "decoder_seconds": round(clock.elapsed())}
 
 
+# --------------------------------------------------------------------------- phase 2: language model
 def example(mug: JanusMUG, rng: random.Random) -> tuple[list[int], list[int], list[int], list[int]]:
+    """(reasoning chat ids, plan ids + EOS, image chat ids, 16 codes) for one random prompt."""
     spec = make_prompt(rng.choice(TAGS), rng)
     scene = sample_scene(spec, rng)
     plan = reasoning_for(scene)
     text_prompt = mug.reasoning_ids(spec.prompt)
     text_target = [*mug.tokenizer.encode(" " + plan, add_special_tokens=False), mug.ids["eos"]]
     rows = mug.cfg_prompt_ids(image_prompt(spec.prompt, plan))
-    image_prompt_ids = rows[1 if rng.random() < UNCOND_RATE else 0].tolist()
-    return text_prompt, text_target, image_prompt_ids, scene.codes()
+    image_ids = rows[1 if rng.random() < UNCOND_RATE else 0].tolist()
+    return text_prompt, text_target, image_ids, scene.codes()
 
 
-def lm_loss(mug: JanusMUG, batch: list[tuple]) -> tuple[torch.Tensor, torch.Tensor]:
+def common_prefix(seqs: list[list[int]]) -> int:
+    n = min(map(len, seqs)) - 1  # keep at least one token per row after the prefix
+    for i in range(n):
+        if any(s[i] != seqs[0][i] for s in seqs):
+            return i
+    return n
+
+
+def text_loss(mug: JanusMUG, batch: list[tuple]) -> torch.Tensor:
+    """Cross-entropy of the plans (+ EOS) after the reasoning chat; the shared prefix runs once."""
+    model, pad = mug.model, mug.ids["pad"]
+    lm = model.model.language_model
+    seqs = [p + t for p, t, _, _ in batch]
+    shared = common_prefix([p for p, _, _, _ in batch])
+    cache = DynamicCache()
+    lm(input_ids=torch.tensor([seqs[0][:shared]]), cache=cache, use_cache=True)
+    cache.batch_repeat_interleave(len(batch))
+    # Right padding: causal attention never looks ahead, so pads after a row change nothing in it.
+    width = max(map(len, seqs)) - shared
+    ids = torch.tensor([s[shared:] + [pad] * (width - len(s) + shared) for s in seqs])
+    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s) + shared) for s in seqs])
+    positions = torch.arange(shared, shared + width).expand(len(batch), -1)
+    h = lm(input_ids=ids, cache=cache, attention_mask=mask, position_ids=positions).last_hidden_state
+    labels = torch.full_like(ids, -100)
+    for i, (p, t, _, _) in enumerate(batch):
+        start = len(p) - 1 - shared  # the state at the last prompt token predicts the first plan token
+        labels[i, start : start + len(t)] = torch.tensor(t)
+    return F.cross_entropy(model.lm_head(h).flatten(0, 1), labels.flatten(), ignore_index=-100)
+
+
+def image_loss(mug: JanusMUG, batch: list[tuple]) -> torch.Tensor:
+    """Cross-entropy of the 16 codes through the generation head, after the image chat."""
     model = mug.model
     lm = model.model.language_model
     embed = model.get_input_embeddings()
-    pad = mug.ids["pad"]
-    # Text: prompt + plan, loss on the plan. Right padding: causal attention never looks ahead.
-    seqs = [p + t for p, t, _, _ in batch]
-    width = max(map(len, seqs))
-    ids = torch.tensor([s + [pad] * (width - len(s)) for s in seqs])
-    mask = torch.tensor([[1] * len(s) + [0] * (width - len(s)) for s in seqs])
-    labels = torch.full_like(ids, -100)
-    for i, (p, t, _, _) in enumerate(batch):
-        labels[i, len(p) - 1 : len(p) - 1 + len(t)] = torch.tensor(t)
-    h = lm(inputs_embeds=embed(ids), attention_mask=mask).last_hidden_state
-    text_loss = F.cross_entropy(model.lm_head(h).flatten(0, 1), labels.flatten(), ignore_index=-100)
-    # Image: image chat + codes, loss on the 16 codes through the generation head.
+    n_img = GRID * GRID
     lens = [len(ip) for _, _, ip, _ in batch]
-    width = max(lens) + GRID * GRID - 1
-    rows = []
-    masks = []
+    width = max(lens) + n_img - 1
+    rows, masks = [], []
     for _, _, ip, codes in batch:
         e = torch.cat(
             [embed(torch.tensor(ip)), model.prepare_embeddings_for_image_generation(torch.tensor(codes[:-1]))]
         )
-        n = e.shape[0]
-        rows.append(torch.cat([e, e.new_zeros(width - n, e.shape[1])]))
-        masks.append([1] * n + [0] * (width - n))
+        rows.append(torch.cat([e, e.new_zeros(width - e.shape[0], e.shape[1])]))
+        masks.append([1] * e.shape[0] + [0] * (width - e.shape[0]))
     h = lm(inputs_embeds=torch.stack(rows), attention_mask=torch.tensor(masks)).last_hidden_state
-    picked = torch.stack([h[i, n - 1 : n - 1 + GRID * GRID] for i, n in enumerate(lens)])
-    logits = model.model.generation_head(picked)
+    picked = torch.stack([h[i, n - 1 : n - 1 + n_img] for i, n in enumerate(lens)])
     targets = torch.tensor([codes for _, _, _, codes in batch])
-    image_loss = F.cross_entropy(logits.flatten(0, 1), targets.flatten())
-    return text_loss, image_loss
+    return F.cross_entropy(model.model.generation_head(picked).flatten(0, 1), targets.flatten())
 
 
-def train_lm(mug, steps: int, rng, out: Path | None, save_every: int, batch: int = 32, lr: float = 3e-3) -> dict:
+def train_lm(
+    mug: JanusMUG,
+    steps: int,
+    rng: random.Random,
+    batch: int,
+    lr: float,
+    clock: Clock,
+    out: Path | None,
+    save_every: int,
+    log_every: int = 25,
+) -> dict:
     model = mug.model
     trainable = [p for n, p in model.named_parameters() if not n.startswith("model.vqmodel")]
+    model.train()
     for p in trainable:
         p.requires_grad_(True)
-    model.train()
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
-    start = time.time()
-    history = {}
-    for step in range(1, steps + 1):
-        for group in opt.param_groups:  # cosine decay, short warm-up
-            group["lr"] = lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * step / steps))
-        text_loss, image_loss = lm_loss(mug, [example(mug, rng) for _ in range(batch)])
-        loss = text_loss + image_loss
+    step, tl, il = 0, torch.tensor(float("nan")), torch.tensor(float("nan"))
+    while step < steps and not clock.expired():
+        step += 1
+        cosine_lr(opt, lr, step, steps, warmup=100)
+        examples = [example(mug, rng) for _ in range(batch)]
+        tl, il = text_loss(mug, examples), image_loss(mug, examples)
         opt.zero_grad()
-        loss.backward()
+        (tl + il).backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
         opt.step()
-        if step % 25 == 0:
-            secs = time.time() - start
+        if step % log_every == 0:
             print(
-                f"lm step {step} text {text_loss.item():.3f} image {image_loss.item():.3f} ({secs:.0f}s)", flush=True
+                f"lm step {step}/{steps} text {tl.item():.3f} image {il.item():.3f} ({clock.elapsed():.0f}s)",
+                flush=True,
             )
         if out is not None and step % save_every == 0:
+            model.eval()
             save(mug, out / f"step_{step:05d}")
-        history = {"steps": step, "text_loss": text_loss.item(), "image_loss": image_loss.item()}
-    model.eval().requires_grad_(False)
-    return history
+            model.train()
+    model.eval()
+    for p in trainable:
+        p.requires_grad_(False)
+    return {
+        "steps": step,
+        "text_loss": round(tl.item(), 4),
+        "image_loss": round(il.item(), 4),
+        "lm_seconds": round(clock.elapsed()),
+    }
 
 
-def save(mug: JanusMUG, path: Path) -> None:
+# --------------------------------------------------------------------------- saving
+def save(mug: JanusMUG, path: Path, recommended: dict | None = None) -> None:
+    """HF folder JanusMUG.from_pretrained loads: config, fp16 safetensors, tokenizer, image processor,
+    and milr_defaults.json (the reasoning instruction it was trained with, its recommended config)."""
     path.mkdir(parents=True, exist_ok=True)
-    # Half precision on disk (the shipped checkpoint stays small); the live fp32 weights are untouched.
+    # Half precision on disk keeps the shipped checkpoint small; the live fp32 weights are untouched.
     half = {k: v.detach().half() for k, v in mug.model.state_dict().items()}
     mug.model.save_pretrained(path, state_dict=half)
     mug.tokenizer.save_pretrained(path)
     mug.image_processor.save_pretrained(path)
-    (path / "milr_defaults.json").write_text(json.dumps(DEFAULTS, indent=2) + "\n")
+    defaults = {**DEFAULTS, "config": {**DEFAULTS["config"], **(recommended or {})}}
+    (path / RECOMMENDED_FILE).write_text(json.dumps(defaults, indent=2) + "\n")
 
 
-def merge(decoder_dir: Path, lm_dir: Path, out: Path) -> None:
+def merge(decoder_dir: Path, lm_dir: Path, out: Path, recommended: dict | None = None) -> None:
     """Checkpoint = the language model of `lm_dir` + the VQ model of `decoder_dir`. The phases touch
     disjoint weights and use their own seeded data streams, so training them in two processes and
     merging gives the same weights as one sequential run."""
     decoder = JanusForConditionalGeneration.from_pretrained(decoder_dir, dtype=torch.float32)
     mug = JanusMUG.from_pretrained(lm_dir, device="cpu", dtype=torch.float32)
     mug.model.model.vqmodel.load_state_dict(decoder.model.vqmodel.state_dict())
-    save(mug, out)
+    save(mug, out, recommended)
 
 
-def main(argv: list[str] | None = None) -> None:
+# --------------------------------------------------------------------------- metrics and CLI
+def final_metrics(mug: JanusMUG, per_tag: int, cfg: float, seed: int) -> dict:
+    """Decoder agreement (oracle on decoded random grids) and round-0 ShapesEval read from tokens."""
+    from milr.shapes.eval import decoder_agreement, shapes_eval_prompts, token_eval
+
+    specs = shapes_eval_prompts(per_tag)
+    return {
+        "decoder": decoder_agreement(mug, n=100, seed=seed),
+        "token_eval": token_eval(mug, specs, cfg=cfg, seed=seed),
+    }
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--minutes", type=float, default=None, help="wall-time cap of the whole run")
     ap.add_argument("--phase", choices=["all", "decoder", "lm"], default="all")
     ap.add_argument("--decoder-steps", type=int, default=3000)
-    ap.add_argument("--decoder-batch", type=int, default=32)
-    ap.add_argument("--decoder-loss", choices=["l1", "mse"], default="l1")
-    ap.add_argument("--steps", type=int, default=4000, help="language-model steps")
-    ap.add_argument("--save-every", type=int, default=500, help="steps between intermediate checkpoints")
+    ap.add_argument("--decoder-batch", type=int, default=16)
+    ap.add_argument("--decoder-lr", type=float, default=3e-3)
+    ap.add_argument("--decoder-save-every", type=int, default=500, help="decoder steps between checkpoints")
+    ap.add_argument("--steps", type=int, default=6000, help="language-model steps")
     ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--save-every", type=int, default=500, help="LM steps between intermediate checkpoints")
+    ap.add_argument("--eval-per-tag", type=int, default=10, help="ShapesEval prompts per tag for the final metrics")
+    ap.add_argument("--cfg", type=float, default=3.0, help="guidance of the final metrics (and recommended)")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     ap.add_argument("--merge", nargs=2, type=Path, metavar=("DECODER_DIR", "LM_DIR"), help="merge two phase runs")
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recommended = {"cfg": args.cfg}
     if args.merge:
-        merge(*args.merge, args.out)
+        merge(*args.merge, args.out, recommended)
         return
+    torch.manual_seed(args.seed)
     mug = build_model(args.seed)
-    started = time.time()
+    budget = None if args.minutes is None else args.minutes * 60
     report: dict = {"seed": args.seed, "phase": args.phase}
     if args.phase in ("all", "decoder"):
+        share = budget if budget is None or args.phase == "decoder" else budget * DECODER_SHARE
         torch.manual_seed(args.seed)
-        dec_out = args.out / "decoder" if args.phase == "decoder" else None
-        report["decoder_loss"] = train_decoder(
+        report |= train_decoder(
             mug,
             args.decoder_steps,
             random.Random(args.seed),
             args.decoder_batch,
-            dec_out,
-            args.save_every,
-            args.decoder_loss,
+            args.decoder_lr,
+            Clock(share),
+            args.out / "decoder",
+            args.decoder_save_every,
         )
-        report["decoder_steps"] = args.decoder_steps
     if args.phase in ("all", "lm"):
+        left = None if budget is None else max(0.0, budget - report.get("decoder_seconds", 0))
         torch.manual_seed(args.seed + 1)
         rng = random.Random(args.seed + 1)
-        report.update(train_lm(mug, args.steps, rng, args.out / "intermediate", args.save_every, args.batch))
-    save(mug, args.out / "final")
-    report["seconds"] = round(time.time() - started)
+        report |= train_lm(
+            mug, args.steps, rng, args.batch, args.lr, Clock(left), args.out / "intermediate", args.save_every
+        )
+    save(mug, args.out / "final", recommended)
+    if args.eval_per_tag > 0:
+        report["metrics"] = final_metrics(mug, args.eval_per_tag, args.cfg, args.seed)
     (args.out / "train.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report), flush=True)
 
