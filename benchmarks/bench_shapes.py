@@ -53,7 +53,9 @@ def run_best_of_n(mug, specs, n: int, config: MILRConfig) -> list[dict]:
         scores, first_pass = [], None
         for j in range(n):
             gen = torch.Generator(device=mug.device).manual_seed(i * 1000 + j)
-            img = mug.draw(image_prompt(spec.prompt, text.text), cfg=config.cfg, temperature=config.temperature, generator=gen)
+            img = mug.draw(
+                image_prompt(spec.prompt, text.text), cfg=config.cfg, temperature=config.temperature, generator=gen
+            )
             verdict = oracle(img.image, spec.prompt, spec)
             scores.append(verdict.score)
             if first_pass is None and verdict.score >= config.threshold:
