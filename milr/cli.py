@@ -95,8 +95,7 @@ def build_critics(text: str, mug) -> tuple[list, list[float]]:
 
 # --------------------------------------------------------------------------- run / resume
 def _load_model(model: str, config: MILRConfig):
-    from milr.mug.janus import JanusMUG
-    from milr.orchestrator import resolve_model
+    from milr.orchestrator.facade import load_mug
 
     if model == "tiny":
         from milr.mug.tiny import tiny_mug
@@ -105,14 +104,7 @@ def _load_model(model: str, config: MILRConfig):
         mug = tiny_mug(seed=config.seed, grid=4, max_positions=1024)
         mug.name = "tiny"
         return mug
-    mug = JanusMUG.from_pretrained(
-        resolve_model(model),
-        dtype=config.dtype,
-        device=config.device,
-        max_reasoning_tokens=config.max_reasoning_tokens,
-    )
-    mug.name = model if model in ("shapes",) else mug.name
-    return mug
+    return load_mug(model, config)
 
 
 def _config_from_args(args) -> MILRConfig:

@@ -57,6 +57,29 @@ def resolve_model(name_or_path: str | Path) -> str | Path:
     return name_or_path
 
 
+def load_mug(model: str | Path, config: MILRConfig) -> JanusMUG:
+    """The model named `model`, placed as `config` says; packaged models keep their short name
+    (so no local path ends up in a trace)."""
+    mug = JanusMUG.from_pretrained(
+        resolve_model(model),
+        dtype=config.dtype,
+        device=config.device,
+        max_reasoning_tokens=config.max_reasoning_tokens,
+    )
+    if str(model) in PACKAGED_MODELS:
+        mug.name = str(model)
+    return mug
+
+
+def _final_result(events: Iterator[dict]) -> MILRResult | None:
+    """Drain an event stream; the result rides on its last (`done`) event."""
+    result = None
+    for event in events:
+        if event["event"] == "done":
+            result = event["result"]
+    return result
+
+
 @dataclass
 class MILRResult:
     """What one MILR run returns: the chosen image and everything needed to inspect the run."""
@@ -122,23 +145,13 @@ class MILR:
         if critics is None:
             raise ValueError("critics is required: pass e.g. critics=[ShapesOracle()] or [OpenAIJudge()]")
         config = config or MILRConfig()
-        mug = JanusMUG.from_pretrained(
-            resolve_model(model),
-            dtype=config.dtype,
-            device=config.device,
-            max_reasoning_tokens=config.max_reasoning_tokens,
-        )
-        mug.name = str(model) if str(model) in PACKAGED_MODELS else mug.name
+        mug = load_mug(model, config)
         return cls(mug, critics, config.with_recommended(mug.recommended), **kwargs)
 
     # ------------------------------------------------------------------ running
     def __call__(self, prompt: str, spec: PromptSpec | dict | None = None, *, name: str | None = None) -> MILRResult:
         """Run MILR on `prompt` and return the result (see `MILRResult`)."""
-        result = None
-        for event in self.stream(prompt, spec, name=name):
-            if event["event"] == "done":
-                result = event["result"]
-        return result
+        return _final_result(self.stream(prompt, spec, name=name))
 
     def stream(self, prompt: str, spec: PromptSpec | dict | None = None, *, name: str | None = None) -> Iterator[dict]:
         """Run MILR and yield events as they happen: `run_start`, per round `round_start` and
@@ -160,11 +173,7 @@ class MILR:
 
     def resume(self, run_dir: str | Path) -> MILRResult:
         """Continue a killed run from its last finished round: no round lost, none repeated."""
-        result = None
-        for event in self.stream_resume(run_dir):
-            if event["event"] == "done":
-                result = event["result"]
-        return result
+        return _final_result(self.stream_resume(run_dir))
 
     def stream_resume(self, run_dir: str | Path) -> Iterator[dict]:
         """`resume()` as a stream of the same events as `stream()`."""
