@@ -1,5 +1,13 @@
-"""Read traces back: `Trace.load(run_dir)` gives typed run info, rounds (images loaded lazily),
-summary and latents; `Trace.scan(folder)` finds every run under a folder."""
+"""Read traces back (DESIGN §5).
+
+`Trace.load(run_dir)` gives the typed run info, the rounds (images opened lazily), the summary (None
+while a run is unfinished or was killed) and the latents; `Trace.scan(folder)` lists the runs under a
+folder cheaply, without parsing their rounds.
+
+A killed writer can leave a half-written last line in `rounds.jsonl` (or, after a power cut, a tail of
+NUL bytes): it is skipped with a `TraceWarning`, never raised, so every finished round stays readable.
+Damage followed by valid rounds is not a crash artefact and raises, naming the line.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +23,33 @@ from safetensors.torch import load_file
 from milr.traces.schema import SCHEMA_VERSION, RoundRecord, RunInfo, RunSummary
 
 
+class TraceWarning(UserWarning):
+    """A trace was readable but not intact (e.g. a half-written last round was skipped)."""
+
+
 class LoadedRound:
-    """A round read from disk: every `RoundRecord` field, except that `.image` is the PIL image
-    (opened on first use) and `.image_file` its file name."""
+    """A round read from disk: every `RoundRecord` field as an attribute (`r.score`, `r.reasoning`, ...),
+    except that `.image` is the PIL image, opened from disk on each use (rounds of a long run are not
+    all held in memory), and `.image_file` is its file name. `.record` is the plain `RoundRecord`."""
+
+    __slots__ = ("record", "run_dir")
 
     def __init__(self, record: RoundRecord, run_dir: Path):
         self.record = record
         self.run_dir = run_dir
 
     def __getattr__(self, name: str):
-        # Only called for names not found on the wrapper: the record's fields.
+        # Called only for names not on the wrapper: the record's fields. Private names are refused
+        # so copy/pickle, which probe them before `record` is set, get AttributeError, not recursion.
+        if name.startswith("_") or name in self.__slots__:
+            raise AttributeError(name)
         return getattr(self.record, name)
+
+    def __getstate__(self) -> tuple[RoundRecord, Path]:
+        return self.record, self.run_dir
+
+    def __setstate__(self, state: tuple[RoundRecord, Path]) -> None:
+        self.record, self.run_dir = state
 
     def __repr__(self) -> str:
         return f"LoadedRound(round={self.record.round}, score={self.record.score}, image={self.image_file!r})"
@@ -35,11 +59,15 @@ class LoadedRound:
         return self.record.image
 
     @property
+    def image_path(self) -> Path:
+        return self.run_dir / self.record.image
+
+    @property
     def image(self) -> Image.Image:
-        path = self.run_dir / self.record.image
+        path = self.image_path
         if not path.is_file():
             raise FileNotFoundError(
-                f"round {self.record.round}: image file {path.name!r} is missing from {self.run_dir.name}"
+                f"round {self.record.round}: image file {path.name!r} is missing from trace {self.run_dir.name!r}"
             )
         with Image.open(path) as img:
             return img.convert("RGB")
@@ -50,6 +78,8 @@ class LoadedRound:
 
 @dataclass
 class Trace:
+    """One run folder, read back. `rounds` are in the order they were written (round 0 first)."""
+
     path: Path
     run: RunInfo
     rounds: list[LoadedRound] = field(default_factory=list)
@@ -58,56 +88,140 @@ class Trace:
     @classmethod
     def load(cls, path: str | Path) -> Trace:
         path = Path(path)
-        run_file = path / "run.json"
-        if not run_file.is_file():
-            raise FileNotFoundError(f"{path.name}: not a milr trace (no run.json)")
-        raw = json.loads(run_file.read_text(encoding="utf-8"))
-        version = raw.get("schema_version", 1)
-        if version > SCHEMA_VERSION:
-            raise ValueError(
-                f"{path.name} was written by a newer milr (trace schema {version}, this milr reads up to "
-                f"{SCHEMA_VERSION}); upgrade milr to read it"
-            )
-        summary_file = path / "summary.json"
-        summary = RunSummary.model_validate_json(summary_file.read_text()) if summary_file.is_file() else None
-        return cls(path=path, run=RunInfo.model_validate(raw), rounds=_read_rounds(path), summary=summary)
+        rounds = [LoadedRound(r, path) for r in read_records(path)]
+        return cls(path=path, run=read_run_info(path), rounds=rounds, summary=read_summary(path))
 
     @classmethod
-    def scan(cls, folder: str | Path) -> list[Trace]:
-        """Every run folder directly under `folder`, oldest first."""
+    def scan(cls, folder: str | Path) -> list[TraceInfo]:
+        """Every run folder directly under `folder`, oldest first, without parsing rounds. A run that
+        cannot be read is listed with its `error` rather than hiding the others."""
         folder = Path(folder)
         if not folder.is_dir():
             raise FileNotFoundError(f"no trace folder {folder.name!r}")
-        runs = [cls.load(p) for p in sorted(folder.iterdir()) if (p / "run.json").is_file()]
-        return sorted(runs, key=lambda t: t.run.created)
+        infos = [TraceInfo.read(p) for p in folder.iterdir() if (p / "run.json").is_file()]
+        return sorted(infos, key=lambda t: (t.run.created if t.run else "", t.path.name))
+
+    @property
+    def finished(self) -> bool:
+        return self.summary is not None
 
     @property
     def best(self) -> LoadedRound | None:
+        """The highest-scoring round (the earliest on ties); None if no round has a score."""
         scored = [r for r in self.rounds if r.score is not None]
         return max(scored, key=lambda r: (r.score, -r.round)) if scored else None
 
-    def latents(self, round_: int) -> dict[str, torch.Tensor]:
-        record = self.rounds[round_]
-        if record.latents is None or not (self.path / record.latents).is_file():
-            raise FileNotFoundError(f"round {round_}: latents file is missing from {self.path.name}")
-        return load_file(str(self.path / record.latents))
+    @property
+    def final(self) -> LoadedRound | None:
+        """The round whose image the run returned; None while the run is unfinished."""
+        return None if self.summary is None else self.round(self.summary.final_round)
+
+    def round(self, k: int) -> LoadedRound:
+        """The round numbered `k` (not the k-th in the list, which differs only for damaged traces)."""
+        for r in self.rounds:
+            if r.round == k:
+                return r
+        raise KeyError(f"trace {self.path.name!r} has no round {k} (rounds on disk: {len(self.rounds)})")
+
+    def latents(self, k: int) -> dict[str, torch.Tensor]:
+        """The tensors saved with round `k` (optimised prefixes, Adam state, generator state)."""
+        record = self.round(k)
+        rel = record.latents or f"latents/round_{k:02d}.safetensors"
+        if not (self.path / rel).is_file():
+            raise FileNotFoundError(f"round {k}: latents file {rel!r} is missing from trace {self.path.name!r}")
+        return load_file(str(self.path / rel))
 
 
-def _read_rounds(path: Path) -> list[LoadedRound]:
+@dataclass
+class TraceInfo:
+    """What `Trace.scan` lists: run info, summary and round count, read without parsing rounds."""
+
+    path: Path
+    run: RunInfo | None
+    summary: RunSummary | None
+    rounds: int
+    error: str | None = None
+
+    @classmethod
+    def read(cls, path: Path) -> TraceInfo:
+        try:
+            return cls(path, read_run_info(path), read_summary(path), _count_lines(path / "rounds.jsonl"))
+        except (OSError, ValueError) as exc:
+            return cls(path, None, None, 0, error=str(exc))
+
+    def load(self) -> Trace:
+        return Trace.load(self.path)
+
+
+# ----------------------------------------------------------------------------- files
+def read_run_info(path: Path) -> RunInfo:
+    """`run.json`, checked against the schema versions this milr reads."""
+    run_file = path / "run.json"
+    if not run_file.is_file():
+        raise FileNotFoundError(f"{path.name!r} is not a milr trace (no run.json)")
+    raw = _json_object(run_file)
+    version = raw.get("schema_version", 1)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ValueError(f"{path.name}/run.json: schema_version must be an integer, got {version!r}")
+    if version > SCHEMA_VERSION:
+        raise ValueError(
+            f"trace {path.name!r} was written by a newer milr (trace schema {version}; this milr reads up to "
+            f"{SCHEMA_VERSION}): upgrade milr to read it"
+        )
+    # Older versions load as they are: fields added since have defaults. When a field changes
+    # meaning, convert `raw` from `version` here before validating.
+    return RunInfo.model_validate(raw)
+
+
+def read_summary(path: Path) -> RunSummary | None:
+    summary_file = path / "summary.json"
+    return RunSummary.model_validate(_json_object(summary_file)) if summary_file.is_file() else None
+
+
+def read_records(path: Path) -> list[RoundRecord]:
+    """The rounds in `rounds.jsonl` (none if the file is absent), skipping a damaged tail with a warning."""
     rounds_file = path / "rounds.jsonl"
     if not rounds_file.is_file():
         return []
-    lines = rounds_file.read_text(encoding="utf-8").split("\n")
-    out = []
-    for i, line in enumerate(lines):
-        if not line.strip():
+    lines = rounds_file.read_bytes().split(b"\n")
+    records: list[RoundRecord] = []
+    damaged: int | None = None  # first damaged line (1-based) not yet followed by a valid one
+    for number, line in enumerate(lines, start=1):
+        if not line.strip(b" \t\r\x00"):
             continue
         try:
-            record = RoundRecord.model_validate_json(line)
-        except ValueError:
-            if i >= len(lines) - 2:  # the last line, cut by a crash mid-write: skip it
-                warnings.warn(f"{path.name}: skipping a half-written last line of rounds.jsonl", stacklevel=3)
-                continue
-            raise ValueError(f"{path.name}/rounds.jsonl line {i + 1} is not a valid round record") from None
-        out.append(LoadedRound(record, path))
-    return out
+            obj = json.loads(line)
+        except ValueError:  # JSONDecodeError and UnicodeDecodeError (a cut multi-byte character)
+            damaged = damaged or number
+            continue
+        if damaged is not None:
+            raise ValueError(f"{path.name}/rounds.jsonl line {damaged} is damaged but later rounds are not")
+        try:
+            records.append(RoundRecord.model_validate(obj))
+        except ValueError as exc:
+            raise ValueError(f"{path.name}/rounds.jsonl line {number} is not a valid round record: {exc}") from None
+    if damaged is not None:
+        warnings.warn(
+            f"trace {path.name!r}: skipped a half-written last line of rounds.jsonl (line {damaged}); "
+            f"{len(records)} finished rounds loaded",
+            TraceWarning,
+            stacklevel=3,
+        )
+    return records
+
+
+def _json_object(file: Path) -> dict:
+    try:
+        obj = json.loads(file.read_bytes())
+    except ValueError as exc:
+        raise ValueError(f"{file.parent.name}/{file.name} is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{file.parent.name}/{file.name} must hold a JSON object")
+    return obj
+
+
+def _count_lines(file: Path) -> int:
+    # Complete lines only: a half-written last one has no newline yet.
+    if not file.is_file():
+        return 0
+    return sum(1 for line in file.read_bytes().split(b"\n")[:-1] if line.strip(b" \t\r\x00"))

@@ -1,7 +1,12 @@
-"""`report.html`: one self-contained static page per run (opens from disk, no network): prompt and
-config, reward curve, and per round the image, the reasoning with the optimised prefix marked and a
-word diff against the round before, and the critics' scores and rationales. Every user- or
-model-written string is HTML-escaped."""
+"""`report.html` and GenEval export.
+
+The report is one self-contained static page per run that opens from disk with no network: images are
+embedded as base64 PNG data URLs, the reward curve is drawn by matplotlib (Agg, embedded as a PNG),
+there is no script, and a Content-Security-Policy forbids any request besides those data URLs. It
+shows the prompt and config, the reward curve, and per round the image, the reasoning with the
+optimised prefix marked and a word diff against the round before, and each critic's score, rationale
+and error. Every user- or model-written string is redacted, then HTML-escaped.
+"""
 
 from __future__ import annotations
 
@@ -10,139 +15,301 @@ import difflib
 import html
 import io
 import json
+import math
+import re
+import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Literal
 
 from milr.traces.reader import LoadedRound, Trace
-from milr.traces.writer import atomic_write_text
+from milr.traces.redaction import redact, redact_data, secret_values
+from milr.traces.writer import atomic_write_bytes, atomic_write_text
+
+# No script, no external anything: only inline styles and data-URL images may load.
+CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 CSS = """
-body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
-h1{font-size:1.4em} .round{border-top:1px solid #ccc;padding:1em 0;display:flex;gap:1.5em}
-.round img{width:192px;height:192px;image-rendering:pixelated;border:1px solid #999}
+body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
+h1{font-size:1.4em;word-break:break-word} h2{font-size:1.1em;margin:0 0 .4em}
+.meta{color:#555;font-size:.9em} .curve{display:block;margin:1em 0}
+.round{border-top:1px solid #ccc;padding:1em 0;display:flex;gap:1.5em}
+.round img,.missing{width:192px;height:192px;image-rendering:pixelated;border:1px solid #999;flex:none}
+.missing{display:flex;align-items:center;justify-content:center;background:#eee;color:#a00;text-align:center}
+.badge{display:inline-block;font-size:.75em;padding:0 .4em;border-radius:3px;background:#ddd;margin-left:.3em}
+.best{background:#c8f7c5} .returned{background:#bcd7ff}
 mark{background:#ffe08a} ins{background:#c8f7c5;text-decoration:none} del{background:#f7c5c5}
-table{border-collapse:collapse;font-size:.9em} td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left}
-pre{white-space:pre-wrap;font-size:.85em;background:#f6f6f6;padding:.5em}
+table{border-collapse:collapse;font-size:.9em;margin-top:.5em}
+td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}
+pre{white-space:pre-wrap;word-break:break-word;font-size:.85em;background:#f6f6f6;padding:.5em}
+.err{color:#a00}
 """
+
+
+def esc(value: object) -> str:
+    """Redacted and HTML-escaped text (quotes included): the only way text enters the page."""
+    return html.escape(redact(str(value)))
 
 
 def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
 
 
-def reward_curve_png(trace: Trace) -> bytes:
-    import matplotlib
+def _fmt(value: float | None, digits: int = 3) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+# ----------------------------------------------------------------------------- reward curve
+def reward_curve_png(trace: Trace) -> bytes:
+    """Score per round (with each critic's score when there are several), threshold and returned round."""
+    # The object API, not pyplot: no global backend switch, no figure registry, safe in threads.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     rounds = [r.round for r in trace.rounds]
-    scores = [float("nan") if r.score is None else r.score for r in trace.rounds]
-    fig, ax = plt.subplots(figsize=(5, 2.4), dpi=80)
-    ax.plot(rounds, scores, marker="o")
+    fig = Figure(figsize=(6, 2.6), dpi=80)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    critic_names = sorted({c.critic for r in trace.rounds for c in r.critiques})
+    if len(critic_names) > 1:
+        for name in critic_names:
+            ax.plot(rounds, [_critic_score(r, name) for r in trace.rounds], linewidth=1, alpha=0.5, label=name)
+    ax.plot(rounds, [_nan(r.score) for r in trace.rounds], marker="o", color="black", label="score")
     threshold = trace.run.config.get("threshold")
-    if threshold is not None:
-        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1)
+    if isinstance(threshold, int | float):
+        ax.axhline(threshold, color="grey", linestyle="--", linewidth=1, label="threshold")
+    if trace.final is not None:
+        ax.plot([trace.final.round], [_nan(trace.final.score)], marker="*", markersize=14, color="tab:blue")
     ax.set_xlabel("round")
     ax.set_ylabel("score")
     ax.set_ylim(-0.05, 1.05)
+    ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
-    plt.close(fig)
     return buf.getvalue()
 
 
+def _nan(value: float | None) -> float:
+    return math.nan if value is None else value
+
+
+def _critic_score(r: LoadedRound, name: str) -> float:
+    return next((_nan(c.score) for c in r.critiques if c.critic == name), math.nan)
+
+
+# ----------------------------------------------------------------------------- text
 def word_diff(before: str, after: str) -> str:
     """HTML word diff: removed words in <del>, added in <ins>, all text escaped."""
     a, b = before.split(), after.split()
     out = []
-    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b).get_opcodes():
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes():
         if op == "equal":
-            out.append(html.escape(" ".join(a[i1:i2])))
+            out.append(esc(" ".join(a[i1:i2])))
         if op in ("delete", "replace"):
-            out.append(f"<del>{html.escape(' '.join(a[i1:i2]))}</del>")
+            out.append(f"<del>{esc(' '.join(a[i1:i2]))}</del>")
         if op in ("insert", "replace"):
-            out.append(f"<ins>{html.escape(' '.join(b[j1:j2]))}</ins>")
+            out.append(f"<ins>{esc(' '.join(b[j1:j2]))}</ins>")
     return " ".join(out)
 
 
-def _reasoning_html(r: LoadedRound) -> str:
-    prefix, text = r.text_prefix.strip(), r.reasoning
-    if prefix and text.startswith(prefix):
-        return f"<mark>{html.escape(prefix)}</mark>{html.escape(text[len(prefix) :])}"
-    return html.escape(text)
+def reasoning_html(reasoning: str, prefix: str) -> str:
+    """The reasoning with the optimised prefix in <mark>. The prefix is decoded from its own tokens,
+    so its spacing can differ from the reasoning's; then it is shown apart rather than guessed."""
+    prefix, text = prefix.strip(), reasoning.lstrip()
+    if not prefix:
+        return esc(reasoning)
+    if text.startswith(prefix):
+        return f"<mark>{esc(prefix)}</mark>{esc(text[len(prefix) :])}"
+    return f"<mark>{esc(prefix)}</mark> <i>(optimised prefix)</i><br>{esc(reasoning)}"
 
 
+# ----------------------------------------------------------------------------- page
 def _critics_table(r: LoadedRound) -> str:
-    rows = "".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-            html.escape(c.critic),
-            "abstained" if c.score is None else f"{c.score:.3f}",
-            html.escape(c.rationale),
-            html.escape(c.error or ""),
+    rows = []
+    for c in r.critiques:
+        details = (
+            f"<details><summary>details</summary><pre>{esc(json.dumps(c.details, indent=1, default=str))}</pre>"
+            "</details>"
+            if c.details
+            else ""
         )
-        for c in r.critiques
+        score = "abstained" if c.score is None else _fmt(c.score)
+        rows.append(
+            f"<tr><td>{esc(c.critic)}</td><td>{score}</td><td>{esc(c.rationale)}{details}</td>"
+            f'<td class="err">{esc(c.error or "")}</td><td>{c.seconds:.2f}s</td></tr>'
+        )
+    head = "<tr><th>critic</th><th>score</th><th>rationale</th><th>error</th><th>time</th></tr>"
+    return f"<table>{head}{''.join(rows)}</table>" if rows else ""
+
+
+def _stats(r: LoadedRound) -> str:
+    parts = [f"reward {_fmt(r.reward)}"]
+    parts += [f"grad norm {esc(k)} {v:.3g}" for k, v in r.grad_norm.items()]
+    parts += [f"step norm {esc(k)} {v:.3g}" for k, v in r.step_norm.items()]
+    parts += [f"{esc(k)} {v:.2f}s" for k, v in r.seconds.items()]
+    return '<p class="meta">' + " · ".join(parts) + "</p>"
+
+
+def _image_html(r: LoadedRound) -> str:
+    if not r.image_path.is_file():
+        return f'<div class="missing">image {esc(r.image_file)} is missing</div>'
+    return f'<img alt="round {r.round}" src="{_data_url(r.image_path.read_bytes())}">'
+
+
+def _round_html(r: LoadedRound, before: LoadedRound | None, best: int | None, returned: int | None) -> str:
+    score = "abstained" if r.score is None else _fmt(r.score)
+    badges = f'<span class="badge">updated: {esc(r.modality)}</span>'
+    if r.text_prefix_changed:
+        badges += '<span class="badge">text prefix changed</span>'
+    if r.round == best:
+        badges += '<span class="badge best">best</span>'
+    if r.round == returned:
+        badges += '<span class="badge returned">returned</span>'
+    diff = (
+        f"<p><b>diff to round {before.round}:</b> {word_diff(before.reasoning, r.reasoning)}</p>"
+        if before is not None
+        else ""
     )
-    return f"<table><tr><th>critic</th><th>score</th><th>rationale</th><th>error</th></tr>{rows}</table>"
-
-
-def _round_html(r: LoadedRound, before: LoadedRound | None, image_png: bytes) -> str:
-    score = "abstained" if r.score is None else f"{r.score:.3f}"
-    diff = f"<p><b>diff to round {before.round}:</b> {word_diff(before.reasoning, r.reasoning)}</p>" if before else ""
     return (
-        f'<section class="round" id="round-{r.round}"><div><img alt="round {r.round}" src="{_data_url(image_png)}">'
-        f"</div><div><h2>Round {r.round} — score {score} (updated: {html.escape(r.modality)})</h2>"
-        f"<p><b>reasoning</b> (optimised prefix marked): {_reasoning_html(r)}</p>{diff}{_critics_table(r)}</div>"
-        "</section>"
+        f'<section class="round" id="round-{r.round}">{_image_html(r)}<div>'
+        f"<h2>Round {r.round} — score {score}{badges}</h2>{_stats(r)}"
+        f"<p><b>reasoning</b> (optimised prefix marked): {reasoning_html(r.reasoning, r.text_prefix)}</p>"
+        f"{diff}{_critics_table(r)}</div></section>"
     )
+
+
+def _header_html(trace: Trace) -> str:
+    run, s = trace.run, trace.summary
+    critics = ", ".join(f"{c.get('name', '?')} ×{c.get('weight', 1)}" for c in run.critics)
+    versions = ", ".join(f"{k} {v}" for k, v in run.versions.items())
+    status = (
+        f"finished: {esc(s.stop_reason)} after {s.rounds} rounds in {s.seconds:.1f}s; returned round "
+        f"{s.final_round} ({esc(s.select)}) with score {_fmt(s.final_score)}; best round {s.best_round}"
+        if s is not None
+        else f"unfinished: {len(trace.rounds)} rounds on disk"
+    )
+    model = run.model + (f"@{run.model_revision}" if run.model_revision else "")
+    return (
+        f"<h1>{esc(run.prompt)}</h1>"
+        f'<p class="meta">run <code>{esc(run.run_id)}</code> · model <code>{esc(model)}</code> on '
+        f"{esc(run.device)} · seed {esc(run.seed)} · critics {esc(critics)} · {esc(run.created)}</p>"
+        f"<p><b>{status}</b></p>"
+        f'<p class="meta">{esc(versions)}</p>'
+    )
+
+
+def _json_block(title: str, data) -> str:
+    return f"<details><summary>{title}</summary><pre>{esc(json.dumps(data, indent=1, default=str))}</pre></details>"
 
 
 def render_report(trace: Trace) -> str:
-    run = trace.run
-    summary = trace.summary.model_dump() if trace.summary else {"status": "unfinished"}
-    rounds_html = []
-    for i, r in enumerate(trace.rounds):
-        path = trace.path / r.image_file
-        png = path.read_bytes() if path.is_file() else b""
-        rounds_html.append(_round_html(r, trace.rounds[i - 1] if i else None, png))
-    curve = _data_url(reward_curve_png(trace)) if trace.rounds else ""
+    """The report page of `trace` as a string."""
+    curve = (
+        f'<img class="curve" alt="reward curve" src="{_data_url(reward_curve_png(trace))}">' if trace.rounds else ""
+    )
+    best = trace.best.round if trace.best is not None else None
+    returned = trace.summary.final_round if trace.summary is not None else None
+    rounds = "".join(
+        _round_html(r, trace.rounds[i - 1] if i else None, best, returned) for i, r in enumerate(trace.rounds)
+    )
     return (
-        "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>milr: {html.escape(run.prompt)}</title><style>{CSS}</style></head><body>"
-        f"<h1>{html.escape(run.prompt)}</h1>"
-        f"<p>run <code>{html.escape(run.run_id)}</code>, model <code>{html.escape(run.model)}</code>, "
-        f"critics {html.escape(', '.join(c['name'] for c in run.critics))}</p>"
-        f"<pre>{html.escape(json.dumps(summary, indent=1))}</pre>"
-        + (f'<img class="curve" alt="reward curve" src="{curve}">' if curve else "")
-        + f"<details><summary>config</summary><pre>{html.escape(json.dumps(run.config, indent=1))}</pre></details>"
-        + "".join(rounds_html)
-        + "</body></html>"
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
+        f"<title>milr: {esc(trace.run.prompt)}</title><style>{CSS}</style></head><body>"
+        f"{_header_html(trace)}{curve}"
+        f"{_json_block('config', trace.run.config)}{_json_block('prompt spec', trace.run.spec)}"
+        f"{rounds}</body></html>"
     )
 
 
 def write_report(trace_or_dir: Trace | str | Path) -> Path:
+    """Write `report.html` into the run folder (atomically) and return its path."""
     trace = trace_or_dir if isinstance(trace_or_dir, Trace) else Trace.load(trace_or_dir)
     out = trace.path / "report.html"
     atomic_write_text(out, render_report(trace))
     return out
 
 
-def export_geneval(traces: list[Trace | str | Path], out_dir: str | Path, *, which: str = "final") -> Path:
-    """Write runs in GenEval's folder layout so its official evaluator can score milr's images:
-    `<out>/<idx:05d>/metadata.jsonl` (the prompt's spec) and `<out>/<idx:05d>/samples/0000.png`.
+# ----------------------------------------------------------------------------- GenEval export
+Which = Literal["final", "best", "last", "first"]
 
-    `which="final"` exports the returned image; `"round0"` the baseline image of each run."""
+
+def export_geneval(
+    traces: Iterable[Trace | str | Path], out_dir: str | Path, *, which: Which = "final", overwrite: bool = False
+) -> Path:
+    """Write runs in GenEval's folder layout so its official evaluator scores milr's images:
+    `<out>/<idx:05d>/metadata.jsonl` (the prompt's GenEval metadata, one JSON object) and
+    `<out>/<idx:05d>/samples/<n:04d>.png`.
+
+    Runs of the same prompt and spec (several seeds) become the samples of one folder, in the order
+    given; folders are numbered in order of first appearance. `which` picks the image: `final` (the
+    one the run returned; the run must be finished), `best`, `last` or `first` (round 0, the baseline).
+    `<out>/export.jsonl` records which run and round each sample came from (GenEval ignores it).
+    An out folder that already holds numbered folders is refused unless `overwrite=True`."""
     out = Path(out_dir)
-    for idx, item in enumerate(traces):
+    _clear_numbered(out, overwrite)
+    groups: dict[str, int] = {}
+    counts: list[int] = []
+    index = []
+    for item in traces:
         trace = item if isinstance(item, Trace) else Trace.load(item)
-        if trace.run.spec is None:
-            raise ValueError(f"{trace.path.name}: no GenEval spec in run.json; GenEval needs one per prompt")
-        folder = out / f"{idx:05d}"
-        (folder / "samples").mkdir(parents=True, exist_ok=True)
-        meta = dict(trace.run.spec, prompt=trace.run.prompt)
-        (folder / "metadata.jsonl").write_text(json.dumps(meta) + "\n", encoding="utf-8")
-        source = trace.path / "final.png" if which == "final" else trace.path / trace.rounds[0].image_file
-        if not source.is_file():
-            raise FileNotFoundError(f"{trace.path.name}: {source.name} is missing (unfinished run?)")
-        (folder / "samples" / "0000.png").write_bytes(source.read_bytes())
+        meta = geneval_metadata(trace)
+        key = json.dumps(meta, sort_keys=True)
+        if key not in groups:
+            groups[key] = len(groups)
+            counts.append(0)
+            folder = out / f"{groups[key]:05d}"
+            (folder / "samples").mkdir(parents=True, exist_ok=True)
+            atomic_write_text(folder / "metadata.jsonl", json.dumps(redact_data(meta, secret_values())) + "\n")
+        idx = groups[key]
+        source, round_ = _pick_image(trace, which)
+        atomic_write_bytes(out / f"{idx:05d}" / "samples" / f"{counts[idx]:04d}.png", source.read_bytes())
+        index.append({"idx": idx, "sample": counts[idx], "run_id": trace.run.run_id, "round": round_, "which": which})
+        counts[idx] += 1
+    atomic_write_text(out / "export.jsonl", "".join(json.dumps(redact_data(row)) + "\n" for row in index))
     return out
+
+
+def geneval_metadata(trace: Trace) -> dict:
+    """The run's spec as GenEval metadata (with its prompt). GenEval tests `'color' in req`, so keys
+    whose value is None are dropped rather than written as null."""
+    if trace.run.spec is None:
+        raise ValueError(f"trace {trace.path.name!r} has no GenEval spec in run.json; GenEval needs one per prompt")
+    meta = _drop_none(trace.run.spec)
+    meta.setdefault("prompt", trace.run.prompt)
+    if "tag" not in meta or "include" not in meta:
+        raise ValueError(f"trace {trace.path.name!r}: its spec lacks GenEval's 'tag' or 'include'")
+    return meta
+
+
+def _drop_none(value):
+    if isinstance(value, dict):
+        return {k: _drop_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_drop_none(v) for v in value]
+    return value
+
+
+def _pick_image(trace: Trace, which: Which) -> tuple[Path, int]:
+    if which == "final":
+        if trace.summary is None:
+            raise ValueError(f"trace {trace.path.name!r} is unfinished: no final image (use which='best' or 'last')")
+        source, round_ = trace.path / "final.png", trace.summary.final_round
+    else:
+        if not trace.rounds:
+            raise ValueError(f"trace {trace.path.name!r} has no finished round")
+        r = {"best": trace.best or trace.rounds[0], "last": trace.rounds[-1], "first": trace.rounds[0]}[which]
+        source, round_ = r.image_path, r.round
+    if not source.is_file():
+        raise FileNotFoundError(f"trace {trace.path.name!r}: image {source.name!r} is missing")
+    return source, round_
+
+
+def _clear_numbered(out: Path, overwrite: bool) -> None:
+    # Stale folders or samples from an earlier export would be scored together with the new ones.
+    numbered = [p for p in out.iterdir() if p.is_dir() and re.fullmatch(r"\d+", p.name)] if out.is_dir() else []
+    if numbered and not overwrite:
+        raise FileExistsError(f"{out.name!r} already holds a GenEval export; pass overwrite=True to replace it")
+    for p in numbered:
+        shutil.rmtree(p)
