@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -18,95 +17,12 @@ from rich.table import Table
 
 from milr.config import ConfigError, MILRConfig
 from milr.log import configure_logging
+from milr.orchestrator.registry import CRITICS, build_critics, build_model
 
 console = Console(stderr=True)
 
 
-# --------------------------------------------------------------------------- critics by name
-def _gpt4o(mug, **kw):
-    from milr.critics import OpenAIJudge
-
-    return OpenAIJudge(**kw)
-
-
-def _unified(mug, **kw):
-    from milr.critics import UnifiedReward
-
-    return UnifiedReward(**kw)
-
-
-def _self(mug, **kw):
-    from milr.critics import SelfReward
-
-    return SelfReward(mug, **kw)
-
-
-def _detector(mug, **kw):
-    from milr.critics import DetectorCritic
-
-    return DetectorCritic(**kw)
-
-
-def _geneval(mug, **kw):
-    from milr.critics import GenEvalOracle
-
-    return GenEvalOracle(**kw)
-
-
-def _shapes(mug, **kw):
-    from milr.shapes import ShapesOracle
-
-    return ShapesOracle(**kw)
-
-
-CRITICS: dict[str, Callable] = {
-    "gpt4o": _gpt4o,
-    "unified": _unified,
-    "self": _self,
-    "detector": _detector,
-    "geneval": _geneval,
-    "shapes": _shapes,
-}
-
-
-def parse_critic_list(text: str) -> list[tuple[str, float]]:
-    """`"gpt4o:0.5,detector:0.5"` → [("gpt4o", 0.5), ("detector", 0.5)]; weight defaults to 1."""
-    out = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, weight = part.partition(":")
-        if name not in CRITICS:
-            raise ValueError(f"unknown critic {name!r}; valid names: {', '.join(CRITICS)}")
-        try:
-            w = float(weight) if weight else 1.0
-        except ValueError:
-            raise ValueError(f"critic weight for {name!r} must be a number, got {weight!r}") from None
-        if w <= 0:
-            raise ValueError(f"critic weight for {name!r} must be > 0, got {w}")
-        out.append((name, w))
-    if not out:
-        raise ValueError("--critic needs at least one name, e.g. --critic shapes")
-    return out
-
-
-def build_critics(text: str, mug) -> tuple[list, list[float]]:
-    pairs = parse_critic_list(text)
-    return [CRITICS[name](mug) for name, _ in pairs], [w for _, w in pairs]
-
-
 # --------------------------------------------------------------------------- run / resume
-def _load_model(model: str, config: MILRConfig):
-    from milr.orchestrator.facade import load_mug
-
-    if model == "tiny":
-        from milr.mug.tiny import tiny_mug
-
-        console.print("[yellow]model: a tiny RANDOM Janus (untrained) - images are noise, for plumbing checks[/]")
-        mug = tiny_mug(seed=config.seed, grid=4, max_positions=1024)
-        mug.name = "tiny"
-        return mug
-    return load_mug(model, config)
-
-
 def _config_from_args(args) -> MILRConfig:
     config = MILRConfig.from_file(args.config) if args.config else MILRConfig()
     return config.override(
@@ -157,7 +73,7 @@ def cmd_run(args) -> int:
     from milr.orchestrator import MILR
 
     config = _config_from_args(args)
-    mug = _load_model(args.model, config)
+    mug = build_model(args.model, config)
     config = config.with_recommended(mug.recommended)
     critics, weights = build_critics(args.critic, mug)
     milr = MILR(mug, critics, config, weights=weights if len(critics) > 1 else None, out=args.out, checkpoint=True)
@@ -171,7 +87,7 @@ def cmd_resume(args) -> int:
 
     trace = Trace.load(args.run_dir)
     config = MILRConfig(**trace.run.config)
-    mug = _load_model(args.model or trace.run.model, config)
+    mug = build_model(args.model or trace.run.model, config)
     critics_text = args.critic or ",".join(f"{c['name']}:{c['weight']}" for c in trace.run.critics)
     critics, weights = build_critics(critics_text, mug)
     milr = MILR(mug, critics, config, weights=weights if len(critics) > 1 else None, out=Path(args.run_dir).parent)
@@ -206,7 +122,7 @@ def _bench_items(args):
 
 
 def cmd_bench(args) -> int:
-    from milr.bench.runner import BenchSpec, run_bench, select_items
+    from milr.bench.runner import select_items
     from milr.bench.summary import compare, write_summary
 
     if args.dataset == "compare":
@@ -214,16 +130,20 @@ def cmd_bench(args) -> int:
         return 0
     items = select_items(_bench_items(args), tags=args.tags.split(",") if args.tags else None, limit=args.limit,
                          shard=args.shard)  # fmt: skip
-    config = _config_from_args(args)
-    mug = _load_model(args.model, config)
-    config = config.with_recommended(mug.recommended)
-    reward, weights = build_critics(args.critic, mug)
-    from milr.critics import Mixer
+    from milr.bench.distributed import BenchSetup
 
-    reward_critic = reward[0] if len(reward) == 1 else Mixer(reward, weights=weights)
-    eval_critic = build_critics(args.eval_critic or args.critic, mug)[0][0]
-    spec = BenchSpec(args.method, config, args.n)
-    run_bench(items, mug, spec, reward_critic, eval_critic, args.out, samples=args.samples, curve=args.curve)
+    setup = BenchSetup(args.model, args.critic, args.eval_critic, _config_from_args(args))
+    if args.ray:
+        from milr.bench.distributed import run_bench_ray
+
+        run_bench_ray(items, setup, args.method, args.out, n=args.n, samples=args.samples, curve=args.curve,
+                      address=args.ray, workers=args.workers)  # fmt: skip
+    else:
+        from milr.bench.runner import BenchSpec, run_bench
+
+        mug, config, reward, evaluate = setup.build()
+        spec = BenchSpec(args.method, config, args.n)
+        run_bench(items, mug, spec, reward, evaluate, args.out, samples=args.samples, curve=args.curve)
     summary = write_summary(args.out)
     console.print(f"overall {summary['overall']:.3f} over {summary['records']} records; {args.out}/summary.md")
     return 0
@@ -260,13 +180,16 @@ def _add_bench_parser(sub) -> None:
         p.add_argument("--n", type=int, help="best-of-N budget (default steps + 1)")
         p.add_argument("--model", default="shapes")
         p.add_argument("--critic", default="shapes", help="reward critic(s), NAME[:WEIGHT],...")
-        p.add_argument("--eval-critic", help="evaluation critic (default: the first reward critic)")
+        p.add_argument("--eval-critic", help="evaluation critic(s) (default: the reward critic)")
         p.add_argument("--out", required=True)
         p.add_argument("--limit", type=int)
         p.add_argument("--tags", help="comma-separated tags/categories")
         p.add_argument("--samples", type=int, default=1)
         p.add_argument("--shard", help="i/n: run every n-th prompt from i")
         p.add_argument("--curve", action="store_true", help="evaluate every round (scaling curve)")
+        p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                       help="run prompts as Ray tasks (pip install 'milr[ray]'); no ADDRESS: a local Ray")  # fmt: skip
+        p.add_argument("--workers", type=int, help="Ray workers (default: one per GPU, else one per CPU)")
         _add_config_flags(p)
         p.set_defaults(func=cmd_bench)
     cmp_ = kinds.add_parser("compare", help="two result folders side by side")

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from milr.cli import build_parser, main, parse_critic_list
+from milr.cli import build_parser, main
+from milr.orchestrator.registry import parse_critic_list
 
 
 def test_critic_list_parsing():

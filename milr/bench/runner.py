@@ -156,6 +156,55 @@ def best_of_n(mug, item: BenchItem, n: int, config: MILRConfig, reward: Critic, 
     return scores, images
 
 
+def _progress(method: str, total: int, enabled: bool):
+    bar = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[score]}"),
+        disable=not enabled,
+    )
+    return bar, bar.add_task(method, total=total, score="")
+
+
+def start_sweep(
+    items: list[BenchItem], out: Path, bench_json: dict, samples: int
+) -> tuple[Path, list[tuple[BenchItem, int]], int]:
+    """Create `out`, record what the sweep is, and list the (item, sample) pairs not yet on disk."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "bench.json").write_text(json.dumps({**bench_json, "samples": samples}, indent=2))
+    results = out / "results.jsonl"
+    done = finished_keys(results)
+    return results, [(it, s) for it in items for s in range(samples) if (it.key, s) not in done], len(done)
+
+
+def collect(
+    records: Iterable[dict],
+    results: Path,
+    method: str,
+    total: int,
+    *,
+    progress: bool,
+    on_record: Callable[[dict], None] | None,
+) -> int:
+    """Append each record as it arrives (so a crash later loses none), with a live progress bar."""
+    correct = []
+    bar, task = _progress(method, total, progress)
+    with bar:
+        for record in records:
+            append_record(results, record)
+            correct.append(record["correct"])
+            bar.update(task, advance=1, score=f"correct {sum(correct) / len(correct):.3f}")
+            if on_record is not None:
+                on_record(record)
+    return len(correct)
+
+
+def bench_json(spec: BenchSpec) -> dict:
+    return {"method": spec.method, "n": spec.n, "config": spec.config.to_json_dict()}
+
+
 def run_bench(
     items: list[BenchItem],
     mug,
@@ -169,33 +218,12 @@ def run_bench(
     progress: bool = True,
     on_record: Callable[[dict], None] | None = None,
 ) -> Path:
-    """Run (or finish) a sweep into `out/results.jsonl`; returns that path."""
+    """Run (or finish) a sweep in this process into `out/results.jsonl`; returns that path.
+
+    `milr.bench.distributed.run_bench_ray` is the same sweep spread over Ray workers."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = out / "results.jsonl"
-    (out / "bench.json").write_text(
-        json.dumps(
-            {"method": spec.method, "n": spec.n, "config": spec.config.to_json_dict(), "samples": samples}, indent=2
-        )  # fmt: skip
-    )
-    done = finished_keys(results)
-    todo = [(it, s) for it in items for s in range(samples) if (it.key, s) not in done]
-    scores = []
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        TextColumn("{task.fields[score]}"),
-        disable=not progress,
-    ) as bar:
-        task = bar.add_task(spec.method, total=len(todo), score="")
-        for item, sample in todo:
-            record = run_item(mug, item, sample, spec, reward, evaluate, out, curve)
-            append_record(results, record)
-            scores.append(record["correct"])
-            bar.update(task, advance=1, score=f"correct {sum(scores) / len(scores):.3f}")
-            if on_record is not None:
-                on_record(record)
-    log.info("bench_done", method=spec.method, records=len(todo), skipped=len(done))
+    results, todo, skipped = start_sweep(items, out, bench_json(spec), samples)
+    records = (run_item(mug, item, sample, spec, reward, evaluate, out, curve) for item, sample in todo)
+    n = collect(records, results, spec.method, len(todo), progress=progress, on_record=on_record)
+    log.info("bench_done", method=spec.method, records=n, skipped=skipped)
     return results

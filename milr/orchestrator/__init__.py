@@ -1,6 +1,24 @@
-"""The LangGraph loop, the `MILR` facade and resume."""
+"""The LangGraph loop, the `MILR` facade, resume, and the name registry the CLI and bench share.
 
-from milr.orchestrator.facade import MILR, MILRResult, best_round, resolve_model
-from milr.orchestrator.graph import build_graph, recursion_limit, route
+Public names are imported on first use (PEP 562): `milr.orchestrator.registry` stays light, so the
+`milr` command answers `--help` without loading torch or LangGraph.
+"""
 
-__all__ = ["MILR", "MILRResult", "best_round", "build_graph", "recursion_limit", "resolve_model", "route"]
+from importlib import import_module
+
+_PUBLIC = {
+    "MILR": "milr.orchestrator.facade",
+    "MILRResult": "milr.orchestrator.facade",
+    "best_round": "milr.orchestrator.facade",
+    "resolve_model": "milr.orchestrator.facade",
+    "build_graph": "milr.orchestrator.graph",
+    "recursion_limit": "milr.orchestrator.graph",
+    "route": "milr.orchestrator.graph",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str):
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'milr.orchestrator' has no attribute {name!r}")
+    return getattr(import_module(_PUBLIC[name]), name)

@@ -1,0 +1,138 @@
+"""Spread a benchmark sweep over Ray workers (`milr bench ... --ray [ADDRESS]`, extra `milr[ray]`).
+
+Each worker is a Ray actor that rebuilds the model and the critics from their names (a `BenchSetup`)
+once, then runs prompts as they are handed out; one GPU per worker when the cluster has GPUs, else one
+CPU thread per worker. Records come back to the driver, which appends them to the same
+`results.jsonl` as a single-process run, in completion order: a sweep killed midway resumes with
+or without Ray, and seeds depend only on (prompt, sample), so the records equal a single-process run's.
+
+Traces are written by the workers under `out/traces`: on a multi-node cluster, `out` must be on a
+file system every node shares (the records still reach the driver without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import structlog
+
+from milr.bench.datasets import BenchItem
+from milr.bench.runner import BenchSpec, bench_json, collect, run_item, start_sweep
+from milr.config import MILRConfig
+from milr.orchestrator.registry import build_model, build_reward
+
+log = structlog.get_logger(__name__)
+
+LOCAL = "local"  # `--ray` without an address: start a Ray instance on this machine
+
+
+@dataclass(frozen=True)
+class BenchSetup:
+    """What a worker needs to rebuild model and critics in its own process: names, not objects."""
+
+    model: str
+    critic: str
+    eval_critic: str | None = None
+    config: MILRConfig = field(default_factory=MILRConfig)
+
+    def build(self):
+        """(mug, config with the checkpoint's recommendations, reward critic, evaluation critic)."""
+        mug = build_model(self.model, self.config)
+        config = self.config.with_recommended(mug.recommended)
+        reward = build_reward(self.critic, mug)
+        evaluate = build_reward(self.eval_critic, mug) if self.eval_critic else reward
+        return mug, config, reward, evaluate
+
+
+class BenchWorker:
+    """One Ray actor: a model and its critics, loaded once, running one (prompt, sample) at a time."""
+
+    def __init__(self, setup: BenchSetup, method: str, n: int | None, out: str, curve: bool, threads: int | None):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self.mug, config, self.reward, self.evaluate = setup.build()
+        self.spec = BenchSpec(method, config, n)
+        self.out, self.curve = Path(out), curve
+
+    def describe(self) -> dict:
+        return bench_json(self.spec)
+
+    def run(self, item: BenchItem, sample: int) -> dict:
+        return run_item(self.mug, item, sample, self.spec, self.reward, self.evaluate, self.out, self.curve)
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ImportError("--ray needs Ray: pip install 'milr[ray]' (or run without --ray)") from None
+    return ray
+
+
+def _connect(ray, address: str, workers: int | None) -> None:
+    if ray.is_initialized():
+        return
+    if address == LOCAL:
+        ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    else:
+        ray.init(address=address, logging_level="ERROR", log_to_driver=False)
+
+
+def worker_count(resources: dict, workers: int | None) -> tuple[int, bool]:
+    """(how many actors, one GPU each?) from the cluster's resources: every GPU, else every CPU."""
+    gpus = int(resources.get("GPU", 0))
+    if workers is not None:
+        if workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {workers}")
+        return workers, gpus > 0
+    return (gpus, True) if gpus else (max(1, int(resources.get("CPU", 1))), False)
+
+
+def run_bench_ray(
+    items: list[BenchItem],
+    setup: BenchSetup,
+    method: str,
+    out: str | Path,
+    *,
+    n: int | None = None,
+    samples: int = 1,
+    curve: bool = False,
+    address: str = LOCAL,
+    workers: int | None = None,
+    progress: bool = True,
+    on_record: Callable[[dict], None] | None = None,
+) -> Path:
+    """`run_bench` with the (prompt, sample) pairs run as Ray actor tasks; returns `out/results.jsonl`."""
+    ray = _import_ray()
+    _connect(ray, address, workers)
+    count, per_gpu = worker_count(ray.cluster_resources(), workers)
+    actor = ray.remote(num_gpus=1 if per_gpu else 0, num_cpus=0 if per_gpu else 1)(BenchWorker)
+    threads = None if per_gpu else 1  # one core per CPU worker: workers must not fight over cores
+    out = Path(out).resolve()
+    pool = [actor.remote(setup, method, n, str(out), curve, threads) for _ in range(count)]
+    results, todo, skipped = start_sweep(items, out, ray.get(pool[0].describe.remote()), samples)
+    log.info("bench_ray", workers=count, gpu_per_worker=per_gpu, todo=len(todo), skipped=skipped)
+    records = _unordered(ray, pool, todo)
+    done = collect(records, results, method, len(todo), progress=progress, on_record=on_record)
+    for a in pool:
+        ray.kill(a)
+    log.info("bench_done", method=method, records=done, skipped=skipped, workers=count)
+    return results
+
+
+def _unordered(ray, pool: list, todo: list[tuple[BenchItem, int]]) -> Iterator[dict]:
+    """Keep every worker busy; yield each record as soon as it is finished."""
+    pending, queue = {}, list(reversed(todo))
+    for a in pool:
+        if queue:
+            pending[a.run.remote(*queue.pop())] = a
+    while pending:
+        [ready], _ = ray.wait(list(pending), num_returns=1)
+        worker = pending.pop(ready)
+        if queue:
+            pending[worker.run.remote(*queue.pop())] = worker
+        yield ray.get(ready)

@@ -1,0 +1,114 @@
+"""Names → objects: the critic table and the model loader shared by the `milr` command and the
+benchmark runner (whose Ray workers rebuild model and critics from these names in their own process).
+
+`--critic gpt4o:0.5,detector:0.5` is parsed here; this table is the only critic registry milr has.
+Constructors import lazily, so naming `shapes` never loads the GPT-4o client or a detector.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import structlog
+
+from milr.config import MILRConfig
+
+if TYPE_CHECKING:  # imported lazily: `milr --help` must not load torch
+    from milr.critics.base import Critic
+    from milr.mug.janus import JanusMUG
+
+log = structlog.get_logger(__name__)
+
+
+def _gpt4o(mug, **kw):
+    from milr.critics import OpenAIJudge
+
+    return OpenAIJudge(**kw)
+
+
+def _unified(mug, **kw):
+    from milr.critics import UnifiedReward
+
+    return UnifiedReward(**kw)
+
+
+def _self(mug, **kw):
+    from milr.critics import SelfReward
+
+    return SelfReward(mug, **kw)
+
+
+def _detector(mug, **kw):
+    from milr.critics import DetectorCritic
+
+    return DetectorCritic(**kw)
+
+
+def _geneval(mug, **kw):
+    from milr.critics import GenEvalOracle
+
+    return GenEvalOracle(**kw)
+
+
+def _shapes(mug, **kw):
+    from milr.shapes import ShapesOracle
+
+    return ShapesOracle(**kw)
+
+
+CRITICS: dict[str, Callable] = {
+    "gpt4o": _gpt4o,
+    "unified": _unified,
+    "self": _self,
+    "detector": _detector,
+    "geneval": _geneval,
+    "shapes": _shapes,
+}
+
+
+def parse_critic_list(text: str) -> list[tuple[str, float]]:
+    """`"gpt4o:0.5,detector:0.5"` → [("gpt4o", 0.5), ("detector", 0.5)]; weight defaults to 1."""
+    out = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, _, weight = part.partition(":")
+        if name not in CRITICS:
+            raise ValueError(f"unknown critic {name!r}; valid names: {', '.join(CRITICS)}")
+        try:
+            w = float(weight) if weight else 1.0
+        except ValueError:
+            raise ValueError(f"critic weight for {name!r} must be a number, got {weight!r}") from None
+        if w <= 0:
+            raise ValueError(f"critic weight for {name!r} must be > 0, got {w}")
+        out.append((name, w))
+    if not out:
+        raise ValueError("--critic needs at least one name, e.g. --critic shapes")
+    return out
+
+
+def build_critics(text: str, mug) -> tuple[list[Critic], list[float]]:
+    """The critics named in `text` and their weights, in order."""
+    pairs = parse_critic_list(text)
+    return [CRITICS[name](mug) for name, _ in pairs], [w for _, w in pairs]
+
+
+def build_reward(text: str, mug) -> Critic:
+    """One critic for `text`: the critic itself when one is named, else their weighted `Mixer`."""
+    from milr.critics import Mixer
+
+    critics, weights = build_critics(text, mug)
+    return critics[0] if len(critics) == 1 else Mixer(critics, weights=weights)
+
+
+def build_model(model: str, config: MILRConfig) -> JanusMUG:
+    """`tiny` (random, for plumbing checks), `shapes` (packaged), a hub id or a local folder."""
+    from milr.orchestrator.facade import load_mug
+
+    if model == "tiny":
+        from milr.mug.tiny import tiny_mug
+
+        log.warning("tiny_model", message="a tiny RANDOM Janus (untrained): images are noise, for plumbing checks")
+        mug = tiny_mug(seed=config.seed, grid=4, max_positions=1024)
+        mug.name = "tiny"
+        return mug
+    return load_mug(model, config)
