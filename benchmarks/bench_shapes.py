@@ -1,11 +1,14 @@
-"""ShapesEval with the shipped ShapesWorld model (issue 6): baseline (round 0), MILR with the exact oracle,
-best-of-N at the same generation budget, the text-only and image-only ablations, and MILR with a noisy oracle.
+"""ShapesEval with the shipped ShapesWorld model (issues 6 and 7): baseline (round 0), MILR (K=20)
+with the exact oracle, best-of-N at the same budget (N = K + 1), the text-only and image-only
+ablations, and MILR rewarded by a noisy oracle (flip p = 0.2) but judged by the exact one.
 
-    python benchmarks/bench_shapes.py [--per-tag 50] [--steps 20] [--methods baseline,milr,best_of_n,...]
+    python benchmarks/bench_shapes.py [--per-tag 50] [--steps 20] [--methods baseline,milr,...]
 
-Seeds: prompt i of ShapesEval (seed 1234) runs with MILRConfig(seed=i); best-of-N draws sample j of
-prompt i with seed i·1000 + j; the noisy oracle flips with p = 0.2 (seed 0). Prints a table and saves
-benchmarks/results/bench_shapes.json (per tag and overall, mean generations, prompts/s).
+It drives the same runner as `milr bench shapes` (milr.bench.runner). Seeds: ShapesEval prompt set
+seed 1234; entry i runs with seed 1000·i (best-of-N sample j: 1000·i + j); noise seed 0. Each method
+saves benchmarks/results/bench_shapes/<method>.json (per tag, overall, mean generations, generations
+a best-of-N stopping at the first passing sample would use, prompts/s); run methods in parallel
+processes with `--methods`, then `--collect` writes the table benchmarks/results/bench_shapes.md.
 """
 
 from __future__ import annotations
@@ -18,61 +21,75 @@ from pathlib import Path
 
 import torch
 
+from milr.bench.datasets import load_shapes
+from milr.bench.runner import BenchSpec, run_bench
+from milr.bench.summary import load_records, summarize
 from milr.config import MILRConfig
-from milr.mug.janus import image_prompt
-from milr.orchestrator import MILR
-from milr.shapes.eval import shapes_eval_prompts, summarize
+from milr.orchestrator.registry import build_model
 from milr.shapes.oracle import NoisyCritic, ShapesOracle
 
-RESULTS = Path(__file__).parent / "results"
+RESULTS = Path(__file__).parent / "results" / "bench_shapes"
 METHODS = ("baseline", "milr", "best_of_n", "milr_text_only", "milr_image_only", "milr_noisy")
+NOISE = 0.2
 
 
-def correct_of(round_) -> bool:
-    return bool(round_.critiques[0].details.get("correct"))
+def spec_and_reward(method: str, config: MILRConfig, oracle: ShapesOracle):
+    """(BenchSpec, reward critic) of a method name; the evaluation critic is always the exact oracle."""
+    specs = {
+        "baseline": ("baseline", config),
+        "milr": ("milr", config),
+        "best_of_n": ("best-of-n", config),
+        "milr_text_only": ("milr", config.override(optimize=["text"])),
+        "milr_image_only": ("milr", config.override(optimize=["image"])),
+        "milr_noisy": ("milr", config),
+    }
+    if method not in specs:
+        raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+    name, cfg = specs[method]
+    reward = NoisyCritic(oracle, flip=NOISE, seed=0) if method == "milr_noisy" else oracle
+    return BenchSpec(name, cfg), reward
 
 
-def run_milr(mug, specs, base: MILRConfig, critic, out: Path) -> dict:
+def run_method(method: str, mug, config: MILRConfig, per_tag: int) -> dict:
     oracle = ShapesOracle()
-    rows = []
-    for i, spec in enumerate(specs):
-        milr = MILR(mug, critic, base.override(seed=i), out=out)
-        res = milr(spec.prompt, spec)
-        # Judge the returned images with the exact oracle even when the reward critic was noisy.
-        best = oracle(res.image, spec.prompt, spec).details["correct"]
-        last = oracle(res.rounds[-1].image, spec.prompt, spec).details["correct"]
-        rows.append({"tag": spec.tag, "best": best, "last": last, "generations": len(res.rounds)})
-    return rows
+    spec, reward = spec_and_reward(method, config, oracle)
+    items = load_shapes(per_tag)
+    with tempfile.TemporaryDirectory() as tmp:
+        started = time.perf_counter()
+        run_bench(items, mug, spec, reward, oracle, tmp, progress=False)
+        seconds = time.perf_counter() - started
+        records = load_records(tmp)
+    summary = summarize(records)
+    passes = [r["first_pass"] or r["generations"] for r in records]
+    return {
+        "method": method,
+        "prompts": len(records),
+        "tags": summary["tags"],
+        "overall": summary["overall"],
+        "mean_generations": summary["mean_generations"],
+        "mean_generations_if_stopped_at_first_pass": sum(passes) / len(passes),
+        "seconds": round(seconds, 1),
+        "prompts_per_s": round(len(records) / seconds, 3),
+        "config": spec.config.to_json_dict(),
+        "reward": "noisy oracle (flip 0.2, seed 0)" if method == "milr_noisy" else "oracle",
+        "torch_threads": torch.get_num_threads(),
+    }
 
 
-def run_best_of_n(mug, specs, n: int, config: MILRConfig) -> list[dict]:
-    oracle = ShapesOracle()
-    rows = []
-    for i, spec in enumerate(specs):
-        text = mug.reason(spec.prompt, max_new_tokens=config.max_reasoning_tokens)  # greedy: same for every sample
-        scores, first_pass = [], None
-        for j in range(n):
-            gen = torch.Generator(device=mug.device).manual_seed(i * 1000 + j)
-            img = mug.draw(
-                image_prompt(spec.prompt, text.text), cfg=config.cfg, temperature=config.temperature, generator=gen
-            )
-            verdict = oracle(img.image, spec.prompt, spec)
-            scores.append(verdict.score)
-            if first_pass is None and verdict.score >= config.threshold:
-                first_pass = j + 1
-        rows.append(
-            {
-                "tag": spec.tag,
-                "best": max(scores) >= 1.0,
-                "generations": n,
-                "generations_with_early_stop": first_pass or n,
-            }
+def collect() -> str:
+    rows = [json.loads(p.read_text()) for m in METHODS if (p := RESULTS / f"{m}.json").is_file()]
+    tags = list(rows[0]["tags"]) if rows else []
+    head = "| method | " + " | ".join(tags) + " | overall | mean gens | gens to 1st pass | prompts/s |"
+    lines = [head, "|" + "---|" * (len(tags) + 5)]
+    for r in rows:
+        cells = [f"{r['tags'][t]:.2f}" for t in tags]
+        lines.append(
+            f"| {r['method']} | " + " | ".join(cells) + f" | **{r['overall']:.3f}** | {r['mean_generations']:.2f} | "
+            f"{r['mean_generations_if_stopped_at_first_pass']:.2f} | {r['prompts_per_s']:.2f} |"
         )
-    return rows
-
-
-def table(rows: list[dict], key: str) -> dict:
-    return summarize((r["tag"], r[key]) for r in rows)
+    table = "\n".join(lines) + "\n"
+    (RESULTS.parent / "bench_shapes.md").write_text(table)
+    return table
 
 
 def main() -> None:
@@ -80,53 +97,21 @@ def main() -> None:
     ap.add_argument("--per-tag", type=int, default=50)
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--methods", default=",".join(METHODS))
-    ap.add_argument("--model", default="shapes")
-    ap.add_argument("--tag", default="")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--collect", action="store_true", help="only write the table of the saved methods")
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    milr_loader = MILR.from_pretrained(args.model, critics=[ShapesOracle()], config=MILRConfig(steps=args.steps))
-    mug, base = milr_loader.mug, milr_loader.config
-    specs = shapes_eval_prompts(args.per_tag)
-    results: dict = {
-        "prompts": len(specs),
-        "steps": args.steps,
-        "config": base.to_json_dict(),
-        "seeds": "prompt i → MILRConfig(seed=i); best-of-N sample j → seed 1000·i + j; noise seed 0, p=0.2",
-    }
-    oracle = ShapesOracle()
-    for method in args.methods.split(","):
-        started = time.perf_counter()
-        with tempfile.TemporaryDirectory() as tmp:
-            if method == "baseline":
-                rows = run_milr(mug, specs, base.override(steps=0), oracle, Path(tmp))
-            elif method == "milr":
-                rows = run_milr(mug, specs, base, oracle, Path(tmp))
-            elif method == "milr_text_only":
-                rows = run_milr(mug, specs, base.override(optimize=["text"]), oracle, Path(tmp))
-            elif method == "milr_image_only":
-                rows = run_milr(mug, specs, base.override(optimize=["image"]), oracle, Path(tmp))
-            elif method == "milr_noisy":
-                rows = run_milr(mug, specs, base, NoisyCritic(oracle, flip=0.2, seed=0), Path(tmp))
-            elif method == "best_of_n":
-                rows = run_best_of_n(mug, specs, args.steps + 1, base)
-            else:
-                raise SystemExit(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
-        seconds = time.perf_counter() - started
-        entry = {
-            "select_best": table(rows, "best"),
-            "mean_generations": sum(r["generations"] for r in rows) / len(rows),
-            "seconds": round(seconds, 1),
-            "prompts_per_s": round(len(rows) / seconds, 3),
-        }
-        if "last" in rows[0]:
-            entry["select_last"] = table(rows, "last")
-        if "generations_with_early_stop" in rows[0]:
-            entry["mean_generations_with_early_stop"] = sum(r["generations_with_early_stop"] for r in rows) / len(rows)
-        results[method] = entry
-        print(method, json.dumps(entry), flush=True)
-        RESULTS.mkdir(exist_ok=True)
-        name = f"bench_shapes{'_' + args.tag if args.tag else ''}.json"
-        (RESULTS / name).write_text(json.dumps(results, indent=2) + "\n")
+    if not args.collect:
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        config = MILRConfig(steps=args.steps)
+        mug = build_model("shapes", config)
+        config = config.with_recommended(mug.recommended)
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        for method in args.methods.split(","):
+            entry = run_method(method, mug, config, args.per_tag)
+            (RESULTS / f"{method}.json").write_text(json.dumps(entry, indent=2) + "\n")
+            print(method, f"overall {entry['overall']:.3f}", f"{entry['seconds']} s", flush=True)
+    print(collect())
 
 
 if __name__ == "__main__":

@@ -132,7 +132,11 @@ def cmd_bench(args) -> int:
                          shard=args.shard)  # fmt: skip
     from milr.bench.distributed import BenchSetup
 
-    setup = BenchSetup(args.model, args.critic, args.eval_critic, _config_from_args(args))
+    eval_critic, category = args.eval_critic, None
+    if args.dataset == "t2i":
+        category = items[0].tag if items else args.category
+        eval_critic = eval_critic or "t2i_compbench"  # the category's own metric (BLIP-VQA, CLIP)
+    setup = BenchSetup(args.model, args.critic, eval_critic, _config_from_args(args), category=category)
     if args.ray:
         from milr.bench.distributed import run_bench_ray
 
@@ -180,7 +184,8 @@ def _add_bench_parser(sub) -> None:
         p.add_argument("--n", type=int, help="best-of-N budget (default steps + 1)")
         p.add_argument("--model", default="shapes")
         p.add_argument("--critic", default="shapes", help="reward critic(s), NAME[:WEIGHT],...")
-        p.add_argument("--eval-critic", help="evaluation critic(s) (default: the reward critic)")
+        p.add_argument("--eval-critic", help="evaluation critic(s) (default: the reward critic; "
+                       "t2i: t2i_compbench, the category's BLIP-VQA or CLIP metric)")  # fmt: skip
         p.add_argument("--out", required=True)
         p.add_argument("--limit", type=int)
         p.add_argument("--tags", help="comma-separated tags/categories")

@@ -30,6 +30,8 @@ class BenchItem:
     tag: str  # GenEval tag, T2I-CompBench category or WISE category
     spec: PromptSpec | None = None
     extra: dict | None = None
+    # Added to the sweep's seed: sets whose prompts repeat (ShapesEval) draw each entry differently.
+    seed: int = 0
 
 
 def _need_file(path: str | Path) -> Path:
@@ -102,11 +104,14 @@ def load_wise(path: str | Path) -> list[BenchItem]:
     return items
 
 
+ITEM_SEED_STRIDE = 1000  # room for best-of-N's per-sample seeds (seed + j, j < N) between entries
+
+
 def load_shapes(per_tag: int = 50) -> list[BenchItem]:
     """ShapesEval (built in): 50 seeded prompts per GenEval tag in ShapesWorld."""
     from milr.shapes.eval import shapes_eval_prompts
 
     return [
-        BenchItem(key=f"shapes-{i:04d}", prompt=s.prompt, tag=s.tag, spec=s)
+        BenchItem(key=f"shapes-{i:04d}", prompt=s.prompt, tag=s.tag, spec=s, seed=ITEM_SEED_STRIDE * i)
         for i, s in enumerate(shapes_eval_prompts(per_tag))
     ]

@@ -36,13 +36,14 @@ class BenchSetup:
     critic: str
     eval_critic: str | None = None
     config: MILRConfig = field(default_factory=MILRConfig)
+    category: str | None = None  # the T2I-CompBench category, for the `t2i_compbench` critic
 
     def build(self):
         """(mug, config with the checkpoint's recommendations, reward critic, evaluation critic)."""
         mug = build_model(self.model, self.config)
         config = self.config.with_recommended(mug.recommended)
-        reward = build_reward(self.critic, mug)
-        evaluate = build_reward(self.eval_critic, mug) if self.eval_critic else reward
+        reward = build_reward(self.critic, mug, category=self.category)
+        evaluate = build_reward(self.eval_critic, mug, category=self.category) if self.eval_critic else reward
         return mug, config, reward, evaluate
 
 

@@ -103,10 +103,19 @@ def append_record(results: Path, record: dict) -> None:
         os.fsync(f.fileno())
 
 
+SAMPLE_SEED_STRIDE = 1_000_000
+
+
+def item_seed(base: int, item: BenchItem, sample: int) -> int:
+    """The seed of one (prompt, sample): it depends on nothing else, so shards, resumes and Ray
+    workers draw exactly what a single uninterrupted run draws."""
+    return base + item.seed + SAMPLE_SEED_STRIDE * sample
+
+
 def run_item(
     mug, item: BenchItem, sample: int, spec: BenchSpec, reward: Critic, evaluate: Critic, out: Path, curve: bool
 ):
-    seed = spec.config.seed + 1000 * sample
+    seed = item_seed(spec.config.seed, item, sample)
     started = time.perf_counter()
     if spec.method == "best-of-n":
         scores, images = best_of_n(mug, item, spec.n, spec.config, reward, seed)
@@ -132,6 +141,8 @@ def run_item(
         "eval_score": verdict.score,
         "correct": correct_of(verdict, spec.config.threshold),
         "generations": generations,
+        "first_pass": first_pass(reward_scores, spec.config.threshold),
+        "seed": seed,
         "seconds": round(time.perf_counter() - started, 3),
         "trace": trace,
     }
@@ -140,6 +151,12 @@ def run_item(
             correct_of(evaluate(img, item.prompt, item.spec), spec.config.threshold) for img in rounds_images
         ]
     return record
+
+
+def first_pass(scores: list[float | None], threshold: float) -> int | None:
+    """How many generations it took the reward to reach the threshold (None: never): the budget a
+    best-of-N that stops early would have spent."""
+    return next((j + 1 for j, s in enumerate(scores) if s is not None and s >= threshold), None)
 
 
 def best_of_n(mug, item: BenchItem, n: int, config: MILRConfig, reward: Critic, seed: int):

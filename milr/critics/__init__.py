@@ -7,6 +7,8 @@ a score of None means it abstained. The CLI maps names to constructors; nothing 
 - `SelfReward` ("self"): the generating Janus answers yes/no about its own image.
 - `DetectorCritic` ("detector"): soft GenEval-style checks from GroundingDINO and CLIP colours.
 - `GenEvalOracle` ("geneval"): GenEval's rules and constants, 1/0 per image; `geneval` has the rules.
+- `BlipVQACritic` ("blip_vqa"), `ClipScoreCritic` ("clip"): T2I-CompBench's model-based scorers;
+  `t2i_compbench_critic(category)` picks the one a category uses.
 - `Mixer`: a weighted mean of critics, run concurrently.
 """
 
@@ -16,6 +18,7 @@ from milr.critics.geneval import Detection, GenEvalOracle, GenEvalResult, evalua
 from milr.critics.mixer import Mixer
 from milr.critics.openai_judge import OpenAIJudge, UnifiedReward
 from milr.critics.self_reward import SelfReward
+from milr.critics.t2i_compbench import BlipVQACritic, ClipScoreCritic, t2i_compbench_critic
 from milr.critics.vision import (
     ClipColorClassifier,
     GroundingDinoDetector,
@@ -24,6 +27,8 @@ from milr.critics.vision import (
 )
 
 __all__ = [
+    "BlipVQACritic",
+    "ClipScoreCritic",
     "ClipColorClassifier",
     "Critic",
     "Critique",
@@ -38,6 +43,7 @@ __all__ = [
     "PromptSpec",
     "SelfReward",
     "SpecItem",
+    "t2i_compbench_critic",
     "UnifiedReward",
     "WeightsUnavailableError",
     "evaluate",

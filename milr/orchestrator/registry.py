@@ -51,6 +51,29 @@ def _geneval(mug, **kw):
     return GenEvalOracle(**kw)
 
 
+def _blip_vqa(mug, **kw):
+    from milr.critics import BlipVQACritic
+
+    return BlipVQACritic(**kw)
+
+
+def _clip(mug, **kw):
+    from milr.critics import ClipScoreCritic
+
+    return ClipScoreCritic(**kw)
+
+
+def _t2i_compbench(mug, category: str | None = None):
+    from milr.critics import t2i_compbench_critic
+
+    if category is None:
+        raise ValueError(
+            "the t2i_compbench critic scores with the metric of a T2I-CompBench category: "
+            "use it in `milr bench t2i` (or name blip_vqa / clip directly)"
+        )
+    return t2i_compbench_critic(category)
+
+
 def _shapes(mug, **kw):
     from milr.shapes import ShapesOracle
 
@@ -63,6 +86,9 @@ CRITICS: dict[str, Callable] = {
     "self": _self,
     "detector": _detector,
     "geneval": _geneval,
+    "blip_vqa": _blip_vqa,
+    "clip": _clip,
+    "t2i_compbench": _t2i_compbench,
     "shapes": _shapes,
 }
 
@@ -86,17 +112,22 @@ def parse_critic_list(text: str) -> list[tuple[str, float]]:
     return out
 
 
-def build_critics(text: str, mug) -> tuple[list[Critic], list[float]]:
-    """The critics named in `text` and their weights, in order."""
+CATEGORY_CRITICS = {"t2i_compbench"}  # critics whose metric depends on the benchmark category
+
+
+def build_critics(text: str, mug, *, category: str | None = None) -> tuple[list[Critic], list[float]]:
+    """The critics named in `text` and their weights, in order; `category` reaches the critics
+    whose metric depends on it (`t2i_compbench`)."""
     pairs = parse_critic_list(text)
-    return [CRITICS[name](mug) for name, _ in pairs], [w for _, w in pairs]
+    critics = [CRITICS[n](mug, category=category) if n in CATEGORY_CRITICS else CRITICS[n](mug) for n, _ in pairs]
+    return critics, [w for _, w in pairs]
 
 
-def build_reward(text: str, mug) -> Critic:
+def build_reward(text: str, mug, *, category: str | None = None) -> Critic:
     """One critic for `text`: the critic itself when one is named, else their weighted `Mixer`."""
     from milr.critics import Mixer
 
-    critics, weights = build_critics(text, mug)
+    critics, weights = build_critics(text, mug, category=category)
     return critics[0] if len(critics) == 1 else Mixer(critics, weights=weights)
 
 

@@ -7,7 +7,16 @@ import json
 import pytest
 
 from milr.bench.datasets import load_geneval, load_shapes, load_t2i_compbench, load_wise, wise_category
-from milr.bench.runner import BenchSpec, finished_keys, parse_shard, run_bench, select_items
+from milr.bench.runner import (
+    SAMPLE_SEED_STRIDE,
+    BenchSpec,
+    finished_keys,
+    first_pass,
+    item_seed,
+    parse_shard,
+    run_bench,
+    select_items,
+)
 from milr.bench.summary import compare, markdown_table, scaling_curve, summarize, wiscore, wise_overall, write_summary
 from milr.config import MILRConfig
 from milr.critics.base import Critique
@@ -94,6 +103,16 @@ def test_best_of_n_keeps_the_best_sample_and_matches_milr_budget(mug, tmp_path):
     results = run_bench(items, mug, spec, reward, PixelCritic(), tmp_path, progress=False)
     rec = json.loads(results.read_text())
     assert rec["reward_scores"] == [0.1, 0.3, 0.95, 0.2, 0.4] and rec["generations"] == 5
+    assert rec["first_pass"] == 3  # a best-of-N stopping at the first passing sample spends 3
+
+
+def test_every_entry_has_its_own_seed_so_repeated_prompts_draw_differently():
+    items = load_shapes(per_tag=10)
+    assert len({i.prompt for i in items}) < len(items)  # ShapesEval repeats prompts ...
+    seeds = {item_seed(7, i, s) for i in items for s in range(3)}
+    assert len(seeds) == 3 * len(items)  # ... but no two (entry, sample) pairs share a seed
+    assert item_seed(7, items[2], 1) == 7 + items[2].seed + SAMPLE_SEED_STRIDE
+    assert first_pass([0.2, None, 0.5], 0.9) is None and first_pass([None, 0.95], 0.9) == 2
 
 
 def test_a_sweep_killed_midway_finishes_without_redoing_or_losing_records(mug, tmp_path):

@@ -1,0 +1,325 @@
+"""T2I-CompBench critics on tiny random BLIP and CLIP models (real transformers classes, CPU, offline)."""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+
+import pytest
+import torch
+from PIL import Image
+from transformers import (
+    BertTokenizer,
+    BlipConfig,
+    BlipForQuestionAnswering,
+    BlipImageProcessorPil,
+    BlipProcessor,
+    CLIPConfig,
+    CLIPImageProcessorPil,
+    CLIPModel,
+    CLIPProcessor,
+    CLIPTokenizerFast,
+)
+
+from milr.critics.base import Critic
+from milr.critics.mixer import Mixer
+from milr.critics.t2i_compbench import (
+    DROPPED_CHUNKS,
+    MAX_CHUNKS,
+    BlipVQACritic,
+    ClipScoreCritic,
+    noun_phrases,
+    t2i_compbench_critic,
+)
+from milr.critics.vision import WeightsUnavailableError
+from tests.conftest import shared_path
+
+BLIP_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "?", "a", "the", "red", "blue", "green"]
+BLIP_WORDS += ["book", "bench", "bowl", "cat", "yes", "no"]
+
+
+def blip_tokenizer(words=BLIP_WORDS) -> BertTokenizer:
+    return BertTokenizer(vocab={w: i for i, w in enumerate(words)})
+
+
+def tiny_blip(words=BLIP_WORDS, seed: int = 0):
+    """(model, processor): BLIP VQA of a few thousand parameters, 32 px; a wide init so that
+    answers differ between questions and images."""
+    text = dict(
+        vocab_size=len(words),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=32,
+        bos_token_id=words.index("[DEC]"),  # the decoder start token
+        pad_token_id=0,
+        sep_token_id=words.index("[SEP]"),
+        initializer_range=0.5,
+    )
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    torch.manual_seed(seed)
+    model = BlipForQuestionAnswering(BlipConfig(text_config=text, vision_config={**vision, "initializer_range": 0.5}))
+    processor = BlipProcessor(
+        image_processor=BlipImageProcessorPil(size={"height": 32, "width": 32}), tokenizer=blip_tokenizer(words)
+    )
+    return model, processor
+
+
+def tiny_clip(seed: int = 0):
+    """(model, processor): CLIP with a character-level BPE tokenizer (no merges) of CLIP's own class."""
+    chars = list(string.ascii_lowercase)
+    vocab = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]
+    tokenizer = CLIPTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, merges=[])
+    text = dict(
+        vocab_size=len(vocab),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,  # pooled at the first <|endoftext|>
+        pad_token_id=1,
+    )
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    torch.manual_seed(seed)
+    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
+    return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
+
+
+def picture(seed: int) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    pixels = torch.randint(0, 256, (30, 40, 3), generator=g, dtype=torch.uint8)
+    return Image.fromarray(pixels.numpy())
+
+
+@pytest.fixture(scope="module")
+def blip():
+    return tiny_blip()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return tiny_clip()
+
+
+# ---------------------------------------------------------------------------------------------- noun phrases
+@pytest.mark.parametrize(
+    ("prompt", "expected"),
+    [
+        ("a green bench and a blue bowl", ["a green bench", "a blue bowl"]),
+        ("a round bagel and a square toaster.", ["a round bagel", "a square toaster"]),
+        ("rubber gloves and leather gloves", ["rubber gloves", "leather gloves"]),
+        ("A bathroom with white tile and a beige toilet.", ["A bathroom", "white tile", "a beige toilet"]),
+        ("a round pizza and a rectangular piece of lasagna", ["a round pizza", "a rectangular piece", "lasagna"]),
+        (
+            "two white sheep, a black goat and a white goat in a field",
+            ["two white sheep", "a black goat", "a white goat", "a field"],
+        ),
+        (
+            "A woman in a white shirt and jeans holds a pink umbrella in the rain.",
+            ["A woman", "a white shirt", "jeans", "a pink umbrella", "the rain"],
+        ),
+        ("A black and white cat sits in a white sink.", ["A black and white cat", "a white sink"]),
+        (
+            "A white bath tub sits empty in a tan, clean bathroom.",
+            ["A white bath tub", "empty", "a tan, clean bathroom"],
+        ),
+        (
+            "The metallic whisk and wooden bowl mix the fluffy batter for the cake on the plastic counter.",
+            ["The metallic whisk", "wooden bowl", "the fluffy batter", "the cake", "the plastic counter"],
+        ),
+        ("a brown orange and a red sheep", ["a brown orange", "a red sheep"]),
+        # T2I-CompBench's exclusions: 'top', 'the side', 'the left', 'the right'
+        ("a cat on top of a box", ["a cat", "a box"]),
+        ("a dog on the right of a cat, the left and the side", ["a dog", "a cat"]),
+    ],
+)
+def test_noun_phrases_split_known_prompts(prompt, expected):
+    assert noun_phrases(prompt) == expected
+
+
+@pytest.mark.parametrize("category", ["color", "shape", "texture"])
+def test_noun_phrases_on_t2i_compbench_val_prompts(category):
+    lines = shared_path("benchmarks", "t2i-compbench", f"{category}_val.txt").read_text().splitlines()
+    prompts = [line.strip() for line in lines if line.strip()]
+    assert len(prompts) == 300
+    template = re.compile(r"^((?:a|an) [a-z ]+?) and ((?:a|an) [a-z ]+?)\.?$")
+    n_template = 0
+    for prompt in prompts:
+        chunks = noun_phrases(prompt)
+        assert 1 <= len(chunks) <= MAX_CHUNKS, (prompt, chunks)
+        for chunk in chunks:
+            assert chunk and chunk == chunk.strip(), (prompt, chunk)
+            assert chunk in prompt, (prompt, chunk)  # cut from the prompt as written
+            assert chunk.lower() not in DROPPED_CHUNKS
+        m = template.match(prompt)
+        if m and not set(prompt.split()) & {"of", "with", "on", "in"}:
+            # T2I-CompBench's two-object template, "a red book and a blue cup": exactly its two halves
+            n_template += 1
+            assert chunks == [m.group(1), m.group(2)], prompt
+    assert n_template > 150  # most val prompts follow the template, so the check above bites
+
+
+def test_noun_phrases_keep_the_first_eight():
+    nouns = ["cat", "dog", "cup", "box", "hat", "pen", "car", "bus", "egg", "jar"]
+    prompt = ", ".join(f"a red {n}" for n in nouns)
+    assert noun_phrases(prompt) == [f"a red {n}" for n in nouns[:8]]
+    assert noun_phrases(prompt, max_chunks=None) == [f"a red {n}" for n in nouns]
+    assert noun_phrases("") == [] and noun_phrases("on the left of top.") == []
+
+
+# ---------------------------------------------------------------------------------------------- BLIP-VQA
+def yes_probability_alone(model, processor, image: Image.Image, question: str) -> float:
+    """P(yes)/(P(yes)+P(no)) over the first generated token, one question at a time, through
+    transformers' own `BlipForQuestionAnswering.generate`."""
+    inputs = processor(images=image, text=question, return_tensors="pt")
+    with torch.no_grad():
+        out = model.generate(
+            **inputs, max_new_tokens=1, do_sample=False, output_logits=True, return_dict_in_generate=True
+        )
+    probs = out.logits[0][0].float().softmax(-1)
+    yes, no = processor.tokenizer.convert_tokens_to_ids(["yes", "no"])
+    return float(probs[yes] / (probs[yes] + probs[no]))
+
+
+def test_blip_score_is_the_product_of_per_phrase_yes_probabilities(blip):
+    model, processor = blip
+    critic = BlipVQACritic(model, processor, device="cpu")
+    assert isinstance(critic, Critic) and critic.name == "blip_vqa"
+    assert not critic.model.training
+    # 3, 2, 4 and 3 words: a batch of two equal lengths, two alone (padding would change the answers)
+    prompt = "a red book and a cat with the green blue bowl on a blue bench"
+    for seed in (0, 1):
+        image = picture(seed)
+        verdict = critic(image, prompt)
+        chunks = verdict.details["chunks"]
+        assert [c["chunk"] for c in chunks] == ["a red book", "a cat", "the green blue bowl", "a blue bench"]
+        assert [c["question"] for c in chunks] == ["a red book?", "a cat?", "the green blue bowl?", "a blue bench?"]
+        # each answer must equal its question asked alone, through transformers' own generate
+        expected = [yes_probability_alone(model, processor, image, c["question"]) for c in chunks]
+        assert [c["p_yes"] for c in chunks] == pytest.approx(expected, abs=1e-5)
+        assert verdict.score == pytest.approx(math.prod(expected), abs=1e-5)
+        assert len({round(p, 3) for p in expected}) > 1  # the tiny model does tell the questions apart
+        assert verdict.details["fallback"] is False and verdict.error is None
+    # and tells the images apart
+    assert critic(picture(0), prompt).score != pytest.approx(critic(picture(1), prompt).score, abs=1e-4)
+
+
+def test_blip_reads_yes_and_no_ids_from_the_tokenizer(blip):
+    model, processor = blip
+    verdict = BlipVQACritic(model, processor, device="cpu")(picture(0), "a cat")
+    assert verdict.details["yes_no_ids"] == [BLIP_WORDS.index("yes"), BLIP_WORDS.index("no")]
+    words = [w for w in BLIP_WORDS if w != "yes"]
+    no_yes = BlipProcessor(image_processor=processor.image_processor, tokenizer=blip_tokenizer(words))
+    with pytest.raises(ValueError, match="'yes' and 'no'"):
+        BlipVQACritic(model, no_yes, device="cpu")
+
+
+def test_blip_without_noun_phrases_asks_the_whole_prompt_and_abstains_on_empty(blip):
+    model, processor = blip
+    critic = BlipVQACritic(model, processor, device="cpu")
+    image = picture(2)
+    verdict = critic(image, "on the left.")  # its only chunk, 'the left', is excluded
+    assert verdict.details["fallback"] is True
+    assert [c["question"] for c in verdict.details["chunks"]] == ["on the left?"]
+    assert verdict.score == pytest.approx(yes_probability_alone(model, processor, image, "on the left?"), abs=1e-5)
+    empty = critic(image, "   ")
+    assert empty.abstained and "non-empty prompt" in empty.error
+
+
+def test_blip_image_size_resizes_and_interpolates_position_embeddings(blip):
+    model, processor = blip
+    seen = []
+    model.vision_model.register_forward_pre_hook(lambda _m, args, kwargs: seen.append(kwargs), with_kwargs=True)
+    try:
+        default = BlipVQACritic(model, processor, device="cpu").yes_probabilities(picture(3), ["a red cat?"])
+        larger = BlipVQACritic(model, processor, device="cpu", image_size=48).yes_probabilities(
+            picture(3), ["a red cat?"]
+        )
+    finally:
+        model.vision_model._forward_pre_hooks.clear()
+    assert [tuple(k["pixel_values"].shape[-2:]) for k in seen] == [(32, 32), (48, 48)]
+    assert [k["interpolate_pos_encoding"] for k in seen] == [False, True]
+    assert 0 < larger[0] < 1 and larger != pytest.approx(default, abs=1e-6)
+
+
+# ---------------------------------------------------------------------------------------------- CLIPScore
+def cosine_by_hand(model, processor, image: Image.Image, prompt: str) -> float:
+    pixels = processor.image_processor(images=image, return_tensors="pt")["pixel_values"]
+    tokens = processor.tokenizer([prompt], return_tensors="pt")
+    with torch.no_grad():
+        image_feats = model.get_image_features(pixel_values=pixels).pooler_output[0]
+        text_feats = model.get_text_features(**tokens).pooler_output[0]
+    return float(image_feats @ text_feats / (image_feats.norm() * text_feats.norm()))
+
+
+def test_clip_score_is_the_raw_cosine_clipped_to_the_unit_interval():
+    model, processor = tiny_clip()
+    critic = ClipScoreCritic(model, processor, device="cpu")
+    assert isinstance(critic, Critic) and critic.name == "clip" and not critic.model.training
+    cases = [(0, "a red book"), (1, "a blue bench and a green bowl"), (2, "a cat")]
+    cosines = []
+    for seed, prompt in cases:
+        image = picture(seed)
+        cos = cosine_by_hand(model, processor, image, prompt)
+        verdict = critic(image, prompt)
+        assert verdict.details["cosine"] == pytest.approx(cos, abs=1e-5)  # no ×100
+        assert verdict.score == pytest.approx(min(1.0, max(0.0, cos)), abs=1e-5)
+        cosines.append(cos)
+    assert len({round(c, 3) for c in cosines}) == 3
+    # flipping the image projection flips every cosine: the negative ones must score 0, not go below
+    with torch.no_grad():
+        model.visual_projection.weight.neg_()
+    for (seed, prompt), cos in zip(cases, cosines, strict=True):
+        verdict = critic(picture(seed), prompt)
+        assert verdict.details["cosine"] == pytest.approx(-cos, abs=1e-5)
+        assert verdict.score == pytest.approx(max(0.0, -cos), abs=1e-5)
+    assert critic(picture(0), "").abstained
+
+
+def test_built_models_need_their_processor(blip, clip):
+    with pytest.raises(ValueError, match="processor"):
+        BlipVQACritic(blip[0])
+    with pytest.raises(ValueError, match="processor"):
+        ClipScoreCritic(clip[0])
+
+
+# ---------------------------------------------------------------------------------------------- weights
+@pytest.mark.parametrize(("cls", "what"), [(BlipVQACritic, "BLIP-VQA"), (ClipScoreCritic, "CLIP")])
+def test_missing_weights_fail_with_the_model_and_the_fix(tmp_path, cls, what):
+    missing = str(tmp_path / "no-weights-here")
+    critic = cls(missing, device="cpu")  # lazy: nothing loads yet
+    assert critic.model is None
+    with pytest.raises(WeightsUnavailableError) as err:
+        critic(picture(0), "a red book")
+    message = str(err.value)
+    assert what in message and repr(missing) in message and "hf download" in message
+    assert not critic._loaded  # a later call tries again instead of scoring with nothing
+
+
+# ---------------------------------------------------------------------------------------------- categories
+def test_category_helper_maps_t2i_compbench_categories():
+    for category in ("color", "shape", "texture", "Color"):
+        critic = t2i_compbench_critic(category, device="cpu")
+        assert isinstance(critic, BlipVQACritic) and critic.model is None  # nothing loaded
+        assert critic.model_name == "Salesforce/blip-vqa-base"
+    for category in ("non_spatial", "non-spatial"):
+        critic = t2i_compbench_critic(category, device="cpu", clip_model="my/clip")
+        assert isinstance(critic, ClipScoreCritic) and critic.model_name == "my/clip"
+    mixed = t2i_compbench_critic("complex", device="cpu")
+    assert isinstance(mixed, Mixer) and mixed.policy == "fail" and mixed.weights == [1.0, 1.0]
+    assert [c.name for c in mixed.critics] == ["blip_vqa", "clip"]
+    with pytest.raises(ValueError, match="UniDet.*detector"):
+        t2i_compbench_critic("spatial")
+    with pytest.raises(ValueError, match="unknown T2I-CompBench category 'colour'") as err:
+        t2i_compbench_critic("colour")
+    for valid in ("color", "shape", "texture", "non_spatial", "complex", "spatial"):
+        assert valid in str(err.value)
