@@ -28,6 +28,24 @@ from milr.critics.base import COCO_CLASSES, COLORS
 WORDS = ["a", "photo", "of", "object", "-", "colored", "car", "dog", "cat", "bench", "teddy", "bear", *COLORS]
 
 
+def tiny_clip_model(vocab_size: int, *, max_positions: int, seed: int = 0, **special_ids) -> CLIPModel:
+    """A CLIP of a few thousand parameters, 32 px images; `special_ids`: bos/eos/pad token ids."""
+    text = dict(
+        vocab_size=vocab_size,
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=16,
+        max_position_embeddings=max_positions,
+        **special_ids,
+    )
+    vision = dict(
+        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+    )
+    torch.manual_seed(seed)
+    return CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+
+
 def tiny_clip():
     """(model, image processor, word tokenizer); text pooling at the argmax id (eos_token_id 2)."""
     vocab = {w: i for i, w in enumerate(["[pad]", "[unk]", *WORDS])}
@@ -35,22 +53,7 @@ def tiny_clip():
     tok.normalizer = normalizers.Lowercase()
     tok.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Whitespace(), pre_tokenizers.Punctuation()])
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[pad]", unk_token="[unk]")
-    text = dict(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        max_position_embeddings=16,
-        eos_token_id=2,
-        bos_token_id=0,
-        pad_token_id=0,
-    )
-    vision = dict(
-        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
-    )
-    torch.manual_seed(0)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)).eval()
+    model = tiny_clip_model(len(vocab), eos_token_id=2, pad_token_id=0, bos_token_id=0, max_positions=16).eval()
     processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return model, processor, tokenizer
 

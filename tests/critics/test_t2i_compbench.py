@@ -15,9 +15,7 @@ from transformers import (
     BlipForQuestionAnswering,
     BlipImageProcessorPil,
     BlipProcessor,
-    CLIPConfig,
     CLIPImageProcessorPil,
-    CLIPModel,
     CLIPProcessor,
     CLIPTokenizerFast,
 )
@@ -34,6 +32,7 @@ from milr.critics.t2i_compbench import (
 )
 from milr.critics.vision import WeightsUnavailableError
 from tests.conftest import shared_path
+from tests.critics.conftest import tiny_clip_model
 
 BLIP_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "?", "a", "the", "red", "blue", "green"]
 BLIP_WORDS += ["book", "bench", "bowl", "cat", "yes", "no"]
@@ -74,22 +73,8 @@ def tiny_clip(seed: int = 0):
     chars = list(string.ascii_lowercase)
     vocab = ["<|startoftext|>", "<|endoftext|>", *chars, *(c + "</w>" for c in chars)]
     tokenizer = CLIPTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, merges=[])
-    text = dict(
-        vocab_size=len(vocab),
-        hidden_size=16,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        intermediate_size=16,
-        max_position_embeddings=77,
-        bos_token_id=0,
-        eos_token_id=1,  # pooled at the first <|endoftext|>
-        pad_token_id=1,
-    )
-    vision = dict(
-        image_size=32, patch_size=8, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
-    )
-    torch.manual_seed(seed)
-    model = CLIPModel(CLIPConfig(text_config=text, vision_config=vision, projection_dim=16))
+    # pooled at the first <|endoftext|> (eos 1)
+    model = tiny_clip_model(len(vocab), bos_token_id=0, eos_token_id=1, pad_token_id=1, max_positions=77, seed=seed)
     image_processor = CLIPImageProcessorPil(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32})
     return model, CLIPProcessor(image_processor=image_processor, tokenizer=tokenizer)
 
