@@ -77,8 +77,11 @@ def tiny_janus_config(
     num_codes: int = 64,
     max_positions: int = 512,
     image_token_id: int | None = None,
+    vq: dict | None = None,
 ) -> JanusConfig:
-    """A JanusConfig that can generate images: `grid`² image tokens, 16·grid px images."""
+    """A JanusConfig that can generate images: `grid`² image tokens, 16·grid px images.
+
+    `vq` overrides fields of the VQ config (e.g. a wider codebook or decoder for a trained model)."""
     text = dict(
         model_type="llama",
         hidden_size=hidden,
@@ -100,6 +103,7 @@ def tiny_janus_config(
         num_image_tokens=grid * grid,
         mlp_ratio=2,
     )
+    # JanusConfig derives the VQ grid from the vision tower: image_size // patch_size must be `grid`.
     vq = dict(
         embed_dim=8,
         num_embeddings=num_codes,
@@ -109,7 +113,7 @@ def tiny_janus_config(
         num_res_blocks=1,
         projection_dim=hidden,
         image_token_embed_dim=hidden,
-    )
+    ) | (vq or {})
     return JanusConfig(
         text_config=text,
         vision_config=vision,

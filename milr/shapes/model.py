@@ -16,7 +16,7 @@ import torch
 from transformers import JanusConfig, JanusForConditionalGeneration
 
 from milr.mug.janus import SPECIAL_TOKENS, JanusMUG
-from milr.mug.tiny import tiny_image_processor, word_tokenizer
+from milr.mug.tiny import tiny_image_processor, tiny_janus_config, word_tokenizer
 from milr.shapes.world import GRID, SIZE, vocabulary
 
 HIDDEN = 128
@@ -35,41 +35,26 @@ DEFAULTS = {
 
 
 def shapes_config(vocab_size: int, image_token_id: int) -> JanusConfig:
-    """The JanusConfig of the ShapesWorld model (pitfalls: DESIGN notes on the Janus port)."""
-    text = dict(
-        model_type="llama",
-        hidden_size=HIDDEN,
-        intermediate_size=2 * HIDDEN,
-        num_hidden_layers=LAYERS,
-        num_attention_heads=HEADS,
-        num_key_value_heads=KV_HEADS,
-        vocab_size=vocab_size,
-        max_position_embeddings=MAX_POSITIONS,
-        tie_word_embeddings=False,
-    )
-    # JanusConfig derives the VQ grid from the vision tower: image_size // patch_size must be GRID.
-    vision = dict(
-        hidden_size=32,
-        num_hidden_layers=1,
-        num_attention_heads=2,
-        image_size=SIZE,
-        patch_size=SIZE // GRID,
-        projection_dim=HIDDEN,
-        num_image_tokens=GRID * GRID,
-        mlp_ratio=2,
-    )
+    """The JanusConfig of the ShapesWorld model: `tiny_janus_config` at ShapesWorld's size."""
+    assert SIZE == 16 * GRID, "tiny_janus_config draws 16 px per grid cell"
     vq = dict(
         embed_dim=32,
-        num_embeddings=NUM_CODES,
-        latent_channels=32,
-        base_channels=32,
         # lowest resolution last: 64 px ×1, 32 px ×1, 16 px ×2, 8 px ×2, 4 px ×4 (GroupNorm(32) needs ×32)
         channel_multiplier=[1, 1, 2, 2, 4],
         num_res_blocks=0,
-        projection_dim=HIDDEN,
-        image_token_embed_dim=HIDDEN,
     )
-    return JanusConfig(text_config=text, vision_config=vision, vq_config=vq, image_token_id=image_token_id)
+    return tiny_janus_config(
+        vocab_size,
+        hidden=HIDDEN,
+        layers=LAYERS,
+        heads=HEADS,
+        kv_heads=KV_HEADS,
+        grid=GRID,
+        num_codes=NUM_CODES,
+        max_positions=MAX_POSITIONS,
+        image_token_id=image_token_id,
+        vq=vq,
+    )
 
 
 def build_model(seed: int) -> JanusMUG:
