@@ -4,7 +4,7 @@ TORCH ?= torch
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-PROMPT ?= a photo of a red circle left of a blue square
+PROMPT ?= a photo of a triangle above a circle
 
 .PHONY: demo test lint format venv clean
 

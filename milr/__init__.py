@@ -4,7 +4,7 @@
     from milr.shapes import ShapesOracle
 
     milr = MILR.from_pretrained("shapes", critics=[ShapesOracle()], config=MILRConfig(steps=10))
-    result = milr("a photo of a red circle left of a blue square")
+    result = milr("a photo of a triangle above a circle")
 
 The public names are imported on first use (PEP 562), so `import milr.mug` or `import milr.traces`
 stays light and does not pull in LangGraph.

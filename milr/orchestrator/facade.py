@@ -3,7 +3,7 @@
     >>> from milr import MILR, MILRConfig
     >>> from milr.shapes import ShapesOracle
     >>> milr = MILR.from_pretrained("shapes", critics=[ShapesOracle()], config=MILRConfig(steps=10))
-    >>> result = milr("a photo of a red circle left of a blue square")
+    >>> result = milr("a photo of a triangle above a circle")
     >>> result.image, result.score, result.trace_dir
 
 Each call runs the LangGraph loop of `build_graph()`, writes a trace folder and returns a
