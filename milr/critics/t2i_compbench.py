@@ -1,14 +1,15 @@
-"""T2I-CompBench's model-based scorers as critics: BLIP-VQA ("blip_vqa") and CLIPScore ("clip").
+"""T2I-CompBench's model-based scorers as critics: BLIP-VQA ("blip_vqa"), CLIPScore ("clip") and
+the 2-D spatial score ("t2i_spatial").
 
 T2I-CompBench (Karine-Huang/T2I-CompBench, MIT) scores each category with a different model:
 
 - color, shape, texture: BLIP-VQA over spaCy noun chunks → `BlipVQACritic` (transformers BLIP,
   rule-based noun phrases);
 - non_spatial: CLIPScore, the raw cosine of OpenAI CLIP ViT-B/32 → `ClipScoreCritic` (transformers CLIP);
-- spatial: UniDet boxes and `determine_position` → not provided (see `t2i_compbench_critic`);
+- spatial: UniDet boxes and `determine_position` → `T2ISpatialCritic` (the same rule over GroundingDINO boxes);
 - complex: 3-in-1 (UniDet, BLIP, CLIP by sub-file) → the mean of BLIP-VQA and CLIP, both required.
 
-Both critics are *substitutions*, not bit-exact ports: scores follow T2I-CompBench's definitions but
+All three are *substitutions*, not bit-exact ports: scores follow T2I-CompBench's definitions but
 will not reproduce its published numbers to the last digit (see each class). `t2i_compbench_critic`
 maps a category to its critic. Weights load lazily on first use (or `load()`) and fail with
 `WeightsUnavailableError` and the fix when they are neither cached nor downloadable; tests pass
@@ -414,8 +415,144 @@ def _features(out) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------- categories
+# ---------------------------------------------------------------------------------------------- spatial
+# T2I-CompBench's 2-D spatial relations, in the order its evaluator looks for them in a prompt.
+SPATIAL_RELATIONS = (
+    "on side of",
+    "next to",
+    "near",
+    "on the left of",
+    "on the right of",
+    "on the bottom of",
+    "on the top of",
+    "on top of",
+)
+NEAR_RELATIONS = ("next to", "on side of", "near")
+PERSON_WORDS = {"girl", "boy", "man", "woman"}  # T2I-CompBench detects these as "person"
+IOU_THRESHOLD = 0.1
+DISTANCE_PX = 150  # T2I-CompBench's "near" distance, for its 512 px images
+REFERENCE_SIZE = 512
+ARTICLES = ("a ", "an ", "the ")
+
+
+def spatial_parts(prompt: str) -> tuple[str, str, str] | None:
+    """(first object, relation, second object) of a T2I-CompBench spatial prompt, or None.
+
+    T2I-CompBench takes the first and last nouns (spaCy); its spatial prompts are all "X <relation> Y",
+    so here the objects are the text on each side of the relation, without article (phrases such as
+    "traffic light" stay whole, which GroundingDINO reads), and girl/boy/man/woman become "person"."""
+    text = prompt.strip().rstrip(".").lower()
+    relation = next((r for r in SPATIAL_RELATIONS if f" {r} " in f" {text} "), None)
+    if relation is None:
+        return None
+    left, _, right = text.partition(f" {relation} ")
+    objects = []
+    for side in (left, right):
+        side = side.strip()
+        for article in ARTICLES:
+            side = side.removeprefix(article)
+        if not side:
+            return None
+        objects.append("person" if side in PERSON_WORDS else side)
+    return objects[0], relation, objects[1]
+
+
+def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    overlap_x = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    overlap_y = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = overlap_x * overlap_y
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def position_score(relation: str, box1, box2, *, distance_px: float = DISTANCE_PX) -> float:
+    """T2I-CompBench's soft score that `box1` stands in `relation` to `box2` (boxes x1, y1, x2, y2, y down).
+
+    Directional relations need the dominant axis and the right sign of the centre offset, then score 1
+    when the boxes barely overlap (IoU < 0.1) and 0.1 / IoU otherwise; "near" relations score 1 when
+    either centre offset is under `distance_px`, else distance_px / the larger offset. "on top of"
+    scores 0, as in T2I-CompBench (its evaluator lists it but scores only "on the top of")."""
+    dx = (box2[0] + box2[2]) / 2 - (box1[0] + box1[2]) / 2
+    dy = (box2[1] + box2[3]) / 2 - (box1[1] + box1[3]) / 2
+    if relation in NEAR_RELATIONS:
+        if abs(dx) < distance_px or abs(dy) < distance_px:
+            return 1.0
+        return distance_px / max(abs(dx), abs(dy))
+    wanted = {
+        "on the left of": (dx > 0 and abs(dx) > abs(dy)),
+        "on the right of": (dx < 0 and abs(dx) > abs(dy)),
+        "on the top of": (dy > 0 and abs(dy) > abs(dx)),
+        "on the bottom of": (dy < 0 and abs(dy) > abs(dx)),
+    }
+    if not wanted.get(relation, False):
+        return 0.0
+    iou = _iou(box1, box2)
+    return 1.0 if iou < IOU_THRESHOLD else IOU_THRESHOLD / iou
+
+
+class T2ISpatialCritic:
+    """T2I-CompBench's 2-D spatial score with GroundingDINO in place of UniDet (no transformers port).
+
+    Score = 0.25·conf1 + 0.25·conf2 + 0.5·position when both objects are found (their most confident
+    boxes), 0.25·conf of the one found otherwise, and any score under 0.5 becomes 0 — T2I-CompBench's
+    rule. Substitutions, stated: the detector (GroundingDINO reads open phrases; UniDet has fixed
+    classes), detections below `box_threshold` count as not found, objects are whole phrases (see
+    `spatial_parts`), and the 150 px "near" distance scales with the image (150 at 512 px).
+
+    Args:
+        detector (`callable`, *optional*): `(image, classes) -> list[Detection]`; defaults to
+            `GroundingDinoDetector()` (`IDEA-Research/grounding-dino-tiny`, loaded lazily).
+        box_threshold (`float`, defaults to 0.35): lowest confidence that counts as a detection.
+    """
+
+    name = "t2i_spatial"
+
+    def __init__(self, detector=None, *, box_threshold: float = 0.35, device=None, name: str | None = None):
+        if detector is None:
+            from milr.critics.vision import GroundingDinoDetector
+
+            detector = GroundingDinoDetector(device=device)
+        self.detector, self.box_threshold = detector, box_threshold
+        self.name = name or self.name
+
+    def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
+        started = time.perf_counter()
+        parts = spatial_parts(prompt)
+        if parts is None:
+            relations = ", ".join(SPATIAL_RELATIONS)
+            return _abstain(self.name, f"not a T2I-CompBench spatial prompt (X <relation> Y; {relations})", started)
+        obj1, relation, obj2 = parts
+        best: dict[str, object] = {}
+        for det in self.detector(image, [obj1, obj2]):
+            if det.score >= self.box_threshold and (det.cls not in best or det.score > best[det.cls].score):
+                best[det.cls] = det
+        found1, found2 = best.get(obj1), best.get(obj2)
+        position = None
+        if found1 is not None and found2 is not None:
+            position = position_score(
+                relation, found1.box, found2.box, distance_px=DISTANCE_PX * image.width / REFERENCE_SIZE
+            )
+            raw = 0.25 * found1.score + 0.25 * found2.score + 0.5 * position
+        else:
+            raw = 0.25 * next((d.score for d in (found1, found2) if d is not None), 0.0)
+        score = raw if raw >= 0.5 else 0.0
+        details = {
+            "objects": [obj1, obj2],
+            "relation": relation,
+            "confidences": [None if d is None else round(d.score, 4) for d in (found1, found2)],
+            "position": position,
+            "raw": raw,
+        }
+        rationale = f"{obj1} {relation} {obj2}: " + (
+            f"both found, position {position:.2f}" if position is not None else "not both found"
+        )
+        return Critique(
+            critic=self.name, score=score, rationale=rationale, details=details, seconds=time.perf_counter() - started
+        )
+
+
 CATEGORIES: tuple[str, ...] = ("color", "shape", "texture", "non_spatial", "complex", "spatial")
-SUPPORTED: tuple[str, ...] = ("color", "shape", "texture", "non_spatial", "complex")
+SUPPORTED: tuple[str, ...] = CATEGORIES
 
 
 def t2i_compbench_critic(
@@ -433,10 +570,9 @@ def t2i_compbench_critic(
       abstains. T2I-CompBench's 3-in-1 uses (UniDet + BLIP)/2 for its spatial sub-file,
       (CLIP + BLIP)/2 for its action sub-file and the mean of all three otherwise: UniDet is left out
       here, so this is its action-sub-file rule for every complex prompt;
-    - spatial → `ValueError`: T2I-CompBench scores it with UniDet boxes, which have no port here.
-      `DetectorCritic` ("detector", GroundingDINO) is the nearest, but it parses only GenEval's grammar
-      and COCO classes (20 of the 300 `spatial_val` prompts when this was written) and knows GenEval's
-      four relations only, not "next to", "near" or "on side of"; it is not returned silently.
+    - spatial → `T2ISpatialCritic` ("t2i_spatial"): T2I-CompBench's rule over GroundingDINO boxes,
+      UniDet having no transformers port (`DetectorCritic` would not do: it reads GenEval's grammar
+      and four relations only, not "next to", "near" or "on side of").
 
     Unknown categories raise `ValueError` listing the valid ones. Weights load lazily on first use.
     """
@@ -452,14 +588,8 @@ def t2i_compbench_critic(
         ]
         return Mixer(critics, policy="fail", name="t2i_complex")
     if key == "spatial":
-        raise ValueError(
-            "T2I-CompBench scores 'spatial' with UniDet boxes, which milr does not port. The nearest critic is "
-            "`detector` (GroundingDINO with GenEval's relation rules): it reads GenEval's grammar and COCO "
-            "classes ('a photo of a cat left of a bench', or a PromptSpec per prompt) and its four relations "
-            "(left of, right of, above, below), not 'next to', 'near' or 'on side of'; or use a judge critic "
-            f"(gpt4o, unified). Categories with a T2I-CompBench critic here: {', '.join(SUPPORTED)}"
-        )
+        return T2ISpatialCritic(device=device)
     raise ValueError(
         f"unknown T2I-CompBench category {category!r}; valid: {', '.join(CATEGORIES)} "
-        f"(critics for {', '.join(SUPPORTED)}; 'spatial' needs the detector critic)"
+        f"(critics for {', '.join(SUPPORTED)})"
     )

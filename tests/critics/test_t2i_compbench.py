@@ -27,7 +27,10 @@ from milr.critics.t2i_compbench import (
     MAX_CHUNKS,
     BlipVQACritic,
     ClipScoreCritic,
+    T2ISpatialCritic,
     noun_phrases,
+    position_score,
+    spatial_parts,
     t2i_compbench_critic,
 )
 from milr.critics.vision import WeightsUnavailableError
@@ -302,9 +305,66 @@ def test_category_helper_maps_t2i_compbench_categories():
     mixed = t2i_compbench_critic("complex", device="cpu")
     assert isinstance(mixed, Mixer) and mixed.policy == "fail" and mixed.weights == [1.0, 1.0]
     assert [c.name for c in mixed.critics] == ["blip_vqa", "clip"]
-    with pytest.raises(ValueError, match="UniDet.*detector"):
-        t2i_compbench_critic("spatial")
+    fake = t2i_compbench_critic("spatial", device="cpu")
+    assert isinstance(fake, T2ISpatialCritic) and fake.name == "t2i_spatial"
     with pytest.raises(ValueError, match="unknown T2I-CompBench category 'colour'") as err:
         t2i_compbench_critic("colour")
     for valid in ("color", "shape", "texture", "non_spatial", "complex", "spatial"):
         assert valid in str(err.value)
+
+
+# ---------------------------------------------------------------------------------------------- spatial
+def test_every_spatial_val_prompt_splits_into_two_objects_and_a_relation():
+    prompts = shared_path("benchmarks", "t2i-compbench", "spatial_val.txt").read_text().splitlines()
+    parts = [spatial_parts(p) for p in prompts]
+    assert len(parts) == 300 and all(p is not None and p[0] and p[2] for p in parts)
+    assert spatial_parts("a girl on the top of a frog") == ("person", "on the top of", "frog")
+    assert spatial_parts("a traffic light near an apple.") == ("traffic light", "near", "apple")
+    assert spatial_parts("a photo of a cat") is None
+
+
+@pytest.mark.parametrize(
+    ("relation", "box2", "expected"),
+    [
+        ("on the left of", (60, 0, 70, 10), 1.0),  # box1 (0,0,10,10) is left of box2, no overlap
+        ("on the right of", (60, 0, 70, 10), 0.0),
+        ("on the left of", (5, 0, 15, 10), 0.1 / (50 / 150)),  # overlapping: 0.1 / IoU
+        ("on the top of", (0, 60, 10, 70), 1.0),  # y points down: box1 above box2
+        ("on the bottom of", (0, 60, 10, 70), 0.0),
+        ("on the left of", (20, 60, 30, 70), 0.0),  # mostly vertical offset: not "left of"
+        ("near", (100, 0, 110, 10), 1.0),  # |dy| = 0 < 150
+        ("next to", (300, 400, 310, 410), 150 / 400),
+        ("on top of", (0, 60, 10, 70), 0.0),  # listed but never scored by T2I-CompBench
+    ],
+)
+def test_position_score_follows_t2i_compbench(relation, box2, expected):
+    assert position_score(relation, (0, 0, 10, 10), box2) == pytest.approx(expected)
+
+
+class ScriptedDetector:
+    def __init__(self, detections):
+        self.detections, self.asked = detections, []
+
+    def __call__(self, image, classes):
+        self.asked.append(list(classes))
+        return self.detections
+
+
+def test_spatial_score_combines_confidences_and_position_with_the_half_cut():
+    from milr.critics.geneval import Detection
+
+    image = Image.new("RGB", (512, 512), "white")
+    left, right = (0, 0, 100, 100), (300, 0, 400, 100)
+    both = ScriptedDetector([Detection("dog", left, 0.9), Detection("cat", right, 0.8), Detection("dog", right, 0.5)])
+    verdict = T2ISpatialCritic(both)(image, "a dog on the left of a cat")
+    assert both.asked == [["dog", "cat"]]
+    assert verdict.score == pytest.approx(0.25 * 0.9 + 0.25 * 0.8 + 0.5)  # the most confident dog is used
+    assert verdict.details["position"] == 1.0
+    wrong_side = T2ISpatialCritic(both)(image, "a dog on the right of a cat")
+    assert wrong_side.score == 0.0 and wrong_side.details["raw"] == pytest.approx(0.425)  # < 0.5 → 0
+    one = T2ISpatialCritic(ScriptedDetector([Detection("dog", left, 0.9)]))(image, "a dog near a cat")
+    assert one.score == 0.0 and one.details["raw"] == pytest.approx(0.225)
+    faint = T2ISpatialCritic(ScriptedDetector([Detection("dog", left, 0.2), Detection("cat", right, 0.9)]))
+    assert faint(image, "a dog near a cat").details["confidences"] == [None, 0.9]  # under box_threshold
+    abstained = T2ISpatialCritic(both)(image, "a photo of a dog")
+    assert abstained.score is None and "relation" in abstained.error
