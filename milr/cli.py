@@ -132,11 +132,14 @@ def cmd_bench(args) -> int:
                          shard=args.shard)  # fmt: skip
     from milr.bench.distributed import BenchSetup
 
-    eval_critic, category = args.eval_critic, None
+    eval_critic, context = args.eval_critic, None
     if args.dataset == "t2i":
-        category = items[0].tag if items else args.category
-        eval_critic = eval_critic or "t2i_compbench"  # the category's own metric (BLIP-VQA, CLIP)
-    setup = BenchSetup(args.model, args.critic, eval_critic, _config_from_args(args), category=category)
+        context = {"category": items[0].tag if items else args.category}
+        eval_critic = eval_critic or "t2i_compbench"  # the category's own metric (BLIP-VQA, CLIP, spatial)
+    elif args.dataset == "wise":
+        context = {"explanations": {it.prompt: it.extra["explanation"] for it in items}}
+        eval_critic = eval_critic or "wise"  # WiScore from the GPT-4o judge
+    setup = BenchSetup(args.model, args.critic, eval_critic, _config_from_args(args), context=context)
     if args.ray:
         from milr.bench.distributed import run_bench_ray
 
@@ -185,7 +188,7 @@ def _add_bench_parser(sub) -> None:
         p.add_argument("--model", default="shapes")
         p.add_argument("--critic", default="shapes", help="reward critic(s), NAME[:WEIGHT],...")
         p.add_argument("--eval-critic", help="evaluation critic(s) (default: the reward critic; "
-                       "t2i: t2i_compbench, the category's BLIP-VQA or CLIP metric)")  # fmt: skip
+                       "t2i: t2i_compbench, the category's metric; wise: wise, WiScore)")  # fmt: skip
         p.add_argument("--out", required=True)
         p.add_argument("--limit", type=int)
         p.add_argument("--tags", help="comma-separated tags/categories")

@@ -15,7 +15,7 @@ def test_critic_list_parsing():
     assert parse_critic_list("self") == [("self", 1.0)]
     with pytest.raises(ValueError, match="valid names: gpt4o, unified, self, detector, geneval, blip_vqa") as err:
         parse_critic_list("gpt5")
-    assert str(err.value).endswith("t2i_compbench, shapes")
+    assert str(err.value).endswith("clip, t2i_compbench, wise, shapes")
     with pytest.raises(ValueError, match="must be a number"):
         parse_critic_list("self:x")
     with pytest.raises(ValueError, match="> 0"):

@@ -36,14 +36,15 @@ class BenchSetup:
     critic: str
     eval_critic: str | None = None
     config: MILRConfig = field(default_factory=MILRConfig)
-    category: str | None = None  # the T2I-CompBench category, for the `t2i_compbench` critic
+    # What some critics need from the benchmark: {"category": ...} (t2i_compbench), {"explanations": ...} (wise)
+    context: dict | None = None
 
     def build(self):
         """(mug, config with the checkpoint's recommendations, reward critic, evaluation critic)."""
         mug = build_model(self.model, self.config)
         config = self.config.with_recommended(mug.recommended)
-        reward = build_reward(self.critic, mug, category=self.category)
-        evaluate = build_reward(self.eval_critic, mug, category=self.category) if self.eval_critic else reward
+        reward = build_reward(self.critic, mug, context=self.context)
+        evaluate = build_reward(self.eval_critic, mug, context=self.context) if self.eval_critic else reward
         return mug, config, reward, evaluate
 
 

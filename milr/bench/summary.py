@@ -10,13 +10,7 @@ import io
 import json
 from pathlib import Path
 
-
-def wiscore(consistency: int, realism: int, aesthetic: int) -> float:
-    """WISE's WiScore in [0, 1]: (0.7·consistency + 0.2·realism + 0.1·aesthetic) / 2, each judged 0–2."""
-    for name, v in (("consistency", consistency), ("realism", realism), ("aesthetic", aesthetic)):
-        if v not in (0, 1, 2):
-            raise ValueError(f"{name} must be 0, 1 or 2, got {v}")
-    return (0.7 * consistency + 0.2 * realism + 0.1 * aesthetic) / 2
+from milr.bench.datasets import WISE_CATEGORY_WEIGHTS
 
 
 def wise_overall(category_scores: dict[str, float], weights: dict[str, float]) -> float:
@@ -48,13 +42,24 @@ def summarize(records: list[dict]) -> dict:
     for r in records:
         by_tag.setdefault(r["tag"], []).append(r)
     tags = {t: sum(r["correct"] for r in rs) / len(rs) for t, rs in sorted(by_tag.items())}
-    return {
+    summary = {
         "tags": tags,
         "overall": sum(tags.values()) / len(tags),
         "records": len(records),
         "mean_generations": sum(r["generations"] for r in records) / len(records),
         "mean_seconds": sum(r["seconds"] for r in records) / len(records),
+        # The evaluation critic's mean score per tag (abstentions left out): WiScore for WISE,
+        # BLIP-VQA / CLIP / spatial scores for T2I-CompBench, whose papers report means, not accuracy.
+        "mean_score_tags": {t: _mean_score(rs) for t, rs in sorted(by_tag.items())},
     }
+    if set(WISE_CATEGORY_WEIGHTS) <= set(by_tag):
+        summary["wise_overall"] = wise_overall(summary["mean_score_tags"], WISE_CATEGORY_WEIGHTS)
+    return summary
+
+
+def _mean_score(records: list[dict]) -> float | None:
+    scores = [r["eval_score"] for r in records if r.get("eval_score") is not None]
+    return sum(scores) / len(scores) if scores else None
 
 
 def markdown_table(rows: dict[str, dict]) -> str:

@@ -9,6 +9,7 @@ a score of None means it abstained. The CLI maps names to constructors; nothing 
 - `GenEvalOracle` ("geneval"): GenEval's rules and constants, 1/0 per image; `geneval` has the rules.
 - `BlipVQACritic` ("blip_vqa"), `ClipScoreCritic` ("clip"): T2I-CompBench's model-based scorers;
   `t2i_compbench_critic(category)` picks the one a category uses.
+- `WiseJudge` ("wise"): WISE's WiScore from a VLM judge, given each prompt's explanation.
 - `Mixer`: a weighted mean of critics, run concurrently.
 """
 
@@ -18,13 +19,14 @@ from milr.critics.geneval import Detection, GenEvalOracle, GenEvalResult, evalua
 from milr.critics.mixer import Mixer
 from milr.critics.openai_judge import OpenAIJudge, UnifiedReward
 from milr.critics.self_reward import SelfReward
-from milr.critics.t2i_compbench import BlipVQACritic, ClipScoreCritic, t2i_compbench_critic
+from milr.critics.t2i_compbench import BlipVQACritic, ClipScoreCritic, T2ISpatialCritic, t2i_compbench_critic
 from milr.critics.vision import (
     ClipColorClassifier,
     GroundingDinoDetector,
     Mask2FormerDetector,
     WeightsUnavailableError,
 )
+from milr.critics.wise import WiseJudge
 
 __all__ = [
     "BlipVQACritic",
@@ -42,7 +44,9 @@ __all__ = [
     "OpenAIJudge",
     "PromptSpec",
     "SelfReward",
+    "WiseJudge",
     "SpecItem",
+    "T2ISpatialCritic",
     "t2i_compbench_critic",
     "UnifiedReward",
     "WeightsUnavailableError",

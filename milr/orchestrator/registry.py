@@ -74,6 +74,12 @@ def _t2i_compbench(mug, category: str | None = None):
     return t2i_compbench_critic(category)
 
 
+def _wise(mug, explanations: dict[str, str] | None = None):
+    from milr.critics import WiseJudge
+
+    return WiseJudge(explanations=explanations)
+
+
 def _shapes(mug, **kw):
     from milr.shapes import ShapesOracle
 
@@ -89,6 +95,7 @@ CRITICS: dict[str, Callable] = {
     "blip_vqa": _blip_vqa,
     "clip": _clip,
     "t2i_compbench": _t2i_compbench,
+    "wise": _wise,
     "shapes": _shapes,
 }
 
@@ -112,22 +119,26 @@ def parse_critic_list(text: str) -> list[tuple[str, float]]:
     return out
 
 
-CATEGORY_CRITICS = {"t2i_compbench"}  # critics whose metric depends on the benchmark category
+# Critics whose verdict needs what the benchmark knows of its prompts, and the context keys they take.
+CONTEXT_CRITICS = {"t2i_compbench": ("category",), "wise": ("explanations",)}
 
 
-def build_critics(text: str, mug, *, category: str | None = None) -> tuple[list[Critic], list[float]]:
-    """The critics named in `text` and their weights, in order; `category` reaches the critics
-    whose metric depends on it (`t2i_compbench`)."""
-    pairs = parse_critic_list(text)
-    critics = [CRITICS[n](mug, category=category) if n in CATEGORY_CRITICS else CRITICS[n](mug) for n, _ in pairs]
+def build_critics(text: str, mug, *, context: dict | None = None) -> tuple[list[Critic], list[float]]:
+    """The critics named in `text` and their weights, in order. `context` carries what some critics
+    need from the benchmark (`category` for t2i_compbench, `explanations` for wise)."""
+    context = context or {}
+    critics = []
+    for name, _ in (pairs := parse_critic_list(text)):
+        needs = {key: context.get(key) for key in CONTEXT_CRITICS.get(name, ())}
+        critics.append(CRITICS[name](mug, **needs) if needs else CRITICS[name](mug))
     return critics, [w for _, w in pairs]
 
 
-def build_reward(text: str, mug, *, category: str | None = None) -> Critic:
+def build_reward(text: str, mug, *, context: dict | None = None) -> Critic:
     """One critic for `text`: the critic itself when one is named, else their weighted `Mixer`."""
     from milr.critics import Mixer
 
-    critics, weights = build_critics(text, mug, category=category)
+    critics, weights = build_critics(text, mug, context=context)
     return critics[0] if len(critics) == 1 else Mixer(critics, weights=weights)
 
 

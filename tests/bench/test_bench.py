@@ -17,7 +17,7 @@ from milr.bench.runner import (
     run_bench,
     select_items,
 )
-from milr.bench.summary import compare, markdown_table, scaling_curve, summarize, wiscore, wise_overall, write_summary
+from milr.bench.summary import compare, markdown_table, scaling_curve, summarize, wise_overall, write_summary
 from milr.config import MILRConfig
 from milr.critics.base import Critique
 from tests.conftest import shared_path
@@ -175,12 +175,21 @@ def test_summary_numbers_equal_hand_computed_ones():
     assert curve == [0.0, 0.5, 1.0]
 
 
-def test_wiscore_and_overall():
-    assert wiscore(2, 2, 2) == pytest.approx(1.0) and wiscore(1, 0, 2) == pytest.approx(0.45)
-    with pytest.raises(ValueError, match="consistency"):
-        wiscore(3, 0, 0)
+def test_wise_summary_weights_category_mean_scores():
     w = {"Culture": 0.4, "Time": 0.6}
     assert wise_overall({"Culture": 1.0, "Time": 0.5}, w) == pytest.approx(0.7)
+    scores = {"Culture": [1.0, 0.5], "Time": [0.2], "Space": [0.4], "Biology": [0.0], "Physics": [1.0],
+              "Chemistry": [0.6, None]}  # fmt: skip
+    records = [
+        {"tag": t, "eval_score": s, "correct": bool(s and s > 0.9), "generations": 1, "seconds": 1.0}
+        for t, ss in scores.items()
+        for s in ss
+    ]
+    summary = summarize(records)
+    assert summary["mean_score_tags"]["Culture"] == pytest.approx(0.75)
+    assert summary["mean_score_tags"]["Chemistry"] == pytest.approx(0.6)  # an abstention is left out
+    expected = 0.4 * 0.75 + 0.167 * 0.2 + 0.133 * 0.4 + 0.1 * 0.0 + 0.1 * 1.0 + 0.1 * 0.6
+    assert summary["wise_overall"] == pytest.approx(expected)
 
 
 def test_bench_cli_on_the_tiny_model(tmp_path):

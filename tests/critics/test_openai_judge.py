@@ -20,6 +20,7 @@ from PIL import Image
 
 from milr.critics import PromptSpec
 from milr.critics.openai_judge import OpenAIJudge, UnifiedReward, final_score, spec_requirements, unified_to_unit
+from milr.critics.wise import WiseJudge, parse_wise_scores, wiscore
 
 KEY = "sk-test-0123456789abcdefSECRET"
 FAST_RETRY = {"retry-after-ms": "10"}  # the SDK honours it, so retries take milliseconds
@@ -329,3 +330,40 @@ def test_final_score_parsing():
     with pytest.raises(ValueError):
         final_score("Score: 4")
     assert [unified_to_unit(x) for x in (1, 3, 5, 7, 0)] == [0.0, 0.5, 1.0, 1.0, 0.0]
+
+
+# --------------------------------------------------------------------------- WISE judge
+def test_wise_judge_scores_wiscore_with_the_explanation(server, image):
+    server.reply(completion("**Consistency**: 2\nRealism：1\nAesthetic Quality: 0\nConsistency: 0"))
+    explanations = {"Traditional food of the Mid-Autumn Festival": "mooncakes"}
+    judge = WiseJudge(base_url=server.url, api_key=KEY, explanations=explanations)
+    critique = judge(image, "Traditional food of the Mid-Autumn Festival")
+    assert critique.critic == "wise" and critique.score == pytest.approx((0.7 * 2 + 0.2 * 1) / 2)
+    assert critique.details["scores"] == {"consistency": 2, "realism": 1, "aesthetic quality": 0}  # first wins
+    body = server.requests[0]["body"]
+    assert body["model"] == "gpt-4o-2024-05-13" and body["temperature"] == 0.0
+    assert body["max_completion_tokens"] == 2000 and body["messages"][0]["role"] == "system"
+    text = _text_of(server.requests[0])
+    assert "PROMPT: Traditional food of the Mid-Autumn Festival" in text and "EXPLANATION: mooncakes" in text
+    assert _image_of(server.requests[0]).size == image.size
+
+
+def test_wise_judge_abstains_without_explanation_or_scores(server, image):
+    server.reply(completion("Consistency: 2\nRealism: 2"))
+    judge = WiseJudge(base_url=server.url, api_key=KEY, explanations={"p": "e"})
+    missing = judge(image, "p")
+    assert missing.score is None and "aesthetic quality" in missing.error
+    unknown = judge(image, "another prompt")
+    assert unknown.score is None and "no WISE explanation" in unknown.error
+    assert len(server.requests) == 1  # no request without an explanation
+
+
+def test_wiscore_and_parse():
+    assert wiscore(2, 2, 2) == pytest.approx(1.0) and wiscore(1, 0, 2) == pytest.approx(0.45)
+    with pytest.raises(ValueError, match="consistency must be 0, 1 or 2"):
+        wiscore(3, 0, 0)
+    assert parse_wise_scores("consistency 1 realism: 0 **Aesthetic Quality**：2") == {
+        "consistency": 1,
+        "realism": 0,
+        "aesthetic quality": 2,
+    }

@@ -9,9 +9,9 @@ from milr.orchestrator.registry import CRITICS, build_critics, build_reward, par
 
 
 def test_t2i_compbench_critic_follows_the_category():
-    (critic,), _ = build_critics("t2i_compbench", None, category="color")
+    (critic,), _ = build_critics("t2i_compbench", None, context={"category": "color"})
     assert isinstance(critic, BlipVQACritic)  # weights load lazily: nothing is downloaded here
-    assert isinstance(build_reward("t2i_compbench", None, category="non_spatial"), ClipScoreCritic)
+    assert isinstance(build_reward("t2i_compbench", None, context={"category": "non_spatial"}), ClipScoreCritic)
     with pytest.raises(ValueError, match="use it in `milr bench t2i`"):
         build_critics("t2i_compbench", None)
 
