@@ -15,7 +15,9 @@ or in two (`--phase decoder`, `--phase lm`, then `--merge`) with bit-identical r
    The reasoning chat starts with a long constant instruction; it is run once per step and its
    KV cache shared by the batch (same maths as running it per row, a third of the compute).
 
-Intermediate LM checkpoints (`DIR/intermediate/step_N`) let a deliberately imperfect one ship.
+The shipped model is deliberately imperfect: the LM follows a 6000-step schedule but stops at step
+1000 (`--stop-at`, default 1000; `--stop-at 0` trains on). Intermediate LM checkpoints
+(`DIR/intermediate/step_N`) let other points of the curve be tried.
 Deterministic for a seed and fixed step counts; `--minutes` caps wall time instead (each phase gets
 its share and stops early, which the report says).
 """
@@ -218,7 +220,10 @@ def train_lm(
     out: Path | None,
     save_every: int,
     log_every: int = 25,
+    stop_at: int | None = None,
 ) -> dict:
+    """`steps` sets the learning-rate schedule; `stop_at` ends training early on that schedule (the
+    shipped, deliberately imperfect model is step 1000 of 6000)."""
     model = mug.model
     trainable = [p for n, p in model.named_parameters() if not n.startswith("model.vqmodel")]
     model.train()
@@ -226,7 +231,8 @@ def train_lm(
         p.requires_grad_(True)
     opt = torch.optim.AdamW(trainable, lr=lr, weight_decay=0.0)
     step, tl, il = 0, torch.tensor(float("nan")), torch.tensor(float("nan"))
-    while step < steps and not clock.expired():
+    last = steps if stop_at is None else min(steps, stop_at)
+    while step < last and not clock.expired():
         step += 1
         cosine_lr(opt, lr, step, steps, warmup=100)
         examples = [example(mug, rng) for _ in range(batch)]
@@ -291,6 +297,9 @@ def final_metrics(mug: JanusMUG, per_tag: int, cfg: float, seed: int) -> dict:
     }
 
 
+SHIPPED_LM_STEP = 1000  # round-0 ShapesEval 0.62: room for MILR (step 1500: 0.75, step 5000: 0.95)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", required=True, type=Path)
@@ -304,6 +313,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--steps", type=int, default=6000, help="language-model steps")
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument(
+        "--stop-at",
+        type=int,
+        default=SHIPPED_LM_STEP,
+        help=f"stop the LM after this many steps of its --steps schedule (default {SHIPPED_LM_STEP}: the shipped, "
+        "deliberately imperfect model; 0 = train the whole schedule)",
+    )
     ap.add_argument("--save-every", type=int, default=500, help="LM steps between intermediate checkpoints")
     ap.add_argument("--eval-per-tag", type=int, default=10, help="ShapesEval prompts per tag for the final metrics")
     ap.add_argument("--cfg", type=float, default=3.0, help="guidance of the final metrics (and recommended)")
@@ -342,7 +358,15 @@ def main(argv: list[str] | None = None) -> None:
         torch.manual_seed(args.seed + 1)
         rng = random.Random(args.seed + 1)
         report |= train_lm(
-            mug, args.steps, rng, args.batch, args.lr, Clock(left), args.out / "intermediate", args.save_every
+            mug,
+            args.steps,
+            rng,
+            args.batch,
+            args.lr,
+            Clock(left),
+            args.out / "intermediate",
+            args.save_every,
+            stop_at=args.stop_at or None,
         )
     save(mug, args.out / "final", recommended)
     if args.eval_per_tag > 0:

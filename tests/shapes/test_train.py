@@ -84,3 +84,15 @@ def test_shared_prefix_text_loss_equals_the_plain_forward():
     h = model.model.language_model(input_ids=ids, attention_mask=mask).last_hidden_state
     plain = torch.nn.functional.cross_entropy(model.lm_head(h).flatten(0, 1), labels.flatten(), ignore_index=-100)
     assert torch.allclose(text_loss(mug, batch), plain, atol=1e-5)
+
+
+def test_stop_at_ends_the_schedule_early_exactly_where_the_full_run_passes(tmp_path):
+    common = ["--seed", "2", *TINY, "--steps", "6", "--phase", "lm", "--eval-per-tag", "0"]
+    main(["--out", str(tmp_path / "full"), *common, "--stop-at", "0", "--save-every", "3"])
+    main(["--out", str(tmp_path / "stopped"), *common, "--stop-at", "3"])
+    assert json.loads((tmp_path / "stopped" / "train.json").read_text())["steps"] == 3
+    a = load_file(tmp_path / "full" / "intermediate" / "step_00003" / "model.safetensors")
+    b = load_file(tmp_path / "stopped" / "final" / "model.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)  # same schedule, same data: the same weights at step 3
+    end = load_file(tmp_path / "full" / "final" / "model.safetensors")
+    assert not all(torch.equal(a[k], end[k]) for k in a)
