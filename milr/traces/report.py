@@ -22,9 +22,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from milr.traces.files import atomic_write_bytes, atomic_write_text
 from milr.traces.reader import LoadedRound, Trace
 from milr.traces.redaction import redact, redact_data, secret_values
-from milr.traces.writer import atomic_write_bytes, atomic_write_text
 
 # No script, no external anything: only inline styles and data-URL images may load.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"

@@ -26,7 +26,8 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from milr.traces.redaction import redact, redact_data, secret_values
+from milr.traces.files import atomic_write_bytes, atomic_write_text, fsync_dir
+from milr.traces.redaction import redact_data, secret_values
 from milr.traces.schema import RoundRecord, RunInfo, RunSummary
 
 log = structlog.get_logger(__name__)
@@ -58,31 +59,6 @@ def new_run_id(prompt: str, name: str | None = None) -> str:
 def _ascii(text: str) -> str:
     # "café" → "cafe" rather than "caf-": folder names stay readable and portable.
     return unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode("ascii")
-
-
-# ----------------------------------------------------------------------------- atomic files
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Replace `path` by `data` in one step: readers see the old file or the new one, never half."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """`atomic_write_bytes` for text, with secrets redacted."""
-    atomic_write_bytes(path, redact(text).encode("utf-8"))
 
 
 def dump_json(obj: BaseModel | dict | list, indent: int | None = None) -> str:
@@ -168,7 +144,7 @@ class TraceWriter:
             f.flush()
             os.fsync(f.fileno())
         if new:
-            _fsync_dir(self.run_dir)
+            fsync_dir(self.run_dir)
 
     def latents_path(self, round_: int) -> Path:
         return self.run_dir / LATENTS_DIR / f"round_{round_:02d}.safetensors"
