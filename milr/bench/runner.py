@@ -94,8 +94,8 @@ def finished_keys(results: Path) -> set[tuple[str, int]]:
 
 
 def append_record(results: Path, record: dict) -> None:
-    data = results.read_bytes() if results.is_file() else b""
-    if data and not data.endswith(b"\n"):  # cut a line a crash left half-written
+    if results.is_file() and not _ends_with_newline(results):  # cut a line a crash left half-written
+        data = results.read_bytes()
         results.write_bytes(data[: data.rfind(b"\n") + 1])
     with open(results, "a", encoding="utf-8") as f:
         f.write(json.dumps(record) + "\n")
@@ -110,6 +110,15 @@ def item_seed(base: int, item: BenchItem, sample: int) -> int:
     """The seed of one (prompt, sample): it depends on nothing else, so shards, resumes and Ray
     workers draw exactly what a single uninterrupted run draws."""
     return base + item.seed + SAMPLE_SEED_STRIDE * sample
+
+
+def _ends_with_newline(path: Path) -> bool:
+    """True for an empty file too; reads one byte, not the whole (possibly large) results file."""
+    with open(path, "rb") as f:
+        if f.seek(0, os.SEEK_END) == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
 
 
 def run_item(

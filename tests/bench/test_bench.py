@@ -10,6 +10,7 @@ from milr.bench.datasets import load_geneval, load_shapes, load_t2i_compbench, l
 from milr.bench.runner import (
     SAMPLE_SEED_STRIDE,
     BenchSpec,
+    append_record,
     finished_keys,
     first_pass,
     item_seed,
@@ -144,6 +145,16 @@ def test_a_sweep_killed_midway_finishes_without_redoing_or_losing_records(mug, t
     keys = [json.loads(line)["key"] for line in (tmp_path / "results.jsonl").read_text().splitlines()]
     assert sorted(keys) == sorted(i.key for i in items) and len(keys) == len(set(keys)) == 6
     assert not set(rest) & set(seen)
+
+
+def test_a_line_half_written_by_a_crash_is_cut_before_the_next_record(tmp_path):
+    results = tmp_path / "results.jsonl"
+    append_record(results, {"key": "a", "sample": 0})
+    with open(results, "ab") as f:
+        f.write(b'{"key": "b", "sam')  # the process died mid-write
+    assert finished_keys(results) == {("a", 0)}
+    append_record(results, {"key": "c", "sample": 0})
+    assert [json.loads(line)["key"] for line in results.read_text().splitlines()] == ["a", "c"]
 
 
 def test_milr_sweep_with_curve_and_summary_files(mug, tmp_path):
