@@ -77,6 +77,11 @@ def _t2i_compbench(mug, category: str | None = None):
 def _wise(mug, explanations: dict[str, str] | None = None):
     from milr.critics import WiseJudge
 
+    if explanations is None:
+        raise ValueError(
+            "the wise critic judges against each prompt's WISE explanation: use it in `milr bench wise` "
+            "(or build WiseJudge(explanations={prompt: explanation}) in Python)"
+        )
     return WiseJudge(explanations=explanations)
 
 

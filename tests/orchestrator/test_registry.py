@@ -21,3 +21,12 @@ def test_model_based_t2i_scorers_are_registered_by_name():
     mixed = build_reward("blip_vqa:0.5,clip:0.5", None)
     assert isinstance(mixed, Mixer) and [c.name for c in mixed.critics] == ["blip_vqa", "clip"]
     assert parse_critic_list("clip") == [("clip", 1.0)]
+
+
+def test_wise_needs_the_explanations_of_its_benchmark():
+    from milr.critics import WiseJudge
+
+    judge = build_reward("wise", None, context={"explanations": {"p": "e"}})
+    assert isinstance(judge, WiseJudge) and judge.explanations == {"p": "e"}
+    with pytest.raises(ValueError, match="use it in `milr bench wise`"):
+        build_critics("wise", None)
