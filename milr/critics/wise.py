@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import re
 
-import openai
-
 from milr import prompts
 from milr.critics.base import PromptSpec
 from milr.critics.openai_judge import ChatJudge
@@ -48,7 +46,8 @@ class WiseJudge(ChatJudge):
         model (`str`, *optional*, defaults to `"gpt-4o-2024-05-13"`): WISE's published judge.
         explanations (`dict[str, str]`, *optional*): prompt → WISE explanation.
         max_tokens (`int`, *optional*, defaults to 2000), temperature (defaults to 0): WISE's settings.
-        Other arguments as `OpenAIJudge` (base_url, api_key, timeout, max_retries, client, name).
+        Other keyword arguments go to `ChatJudge` as for `OpenAIJudge` (base_url, api_key, timeout,
+        max_retries, temperature, client, name).
     """
 
     name = "wise"
@@ -59,26 +58,11 @@ class WiseJudge(ChatJudge):
         model: str = "gpt-4o-2024-05-13",
         *,
         explanations: dict[str, str] | None = None,
-        base_url: str | None = None,
-        api_key: str | None = None,
-        timeout: float = 60.0,
-        max_retries: int = 2,
-        temperature: float | None = 0.0,
         max_tokens: int | None = 2000,
-        client: openai.OpenAI | None = None,
-        name: str | None = None,
+        **options,
     ):
-        super().__init__(
-            model=model,
-            base_url=base_url,
-            api_key=api_key,
-            timeout=timeout,
-            max_retries=max_retries,
-            temperature=temperature,
-            max_tokens=max_tokens,
-            client=client,
-            name=name,
-        )
+        # options: base_url, api_key, timeout, max_retries, temperature, client, name (see ChatJudge)
+        super().__init__(model=model, max_tokens=max_tokens, **options)
         self.explanations = dict(explanations or {})
         self.system = prompts.load("wise_system")
         self.template = prompts.load("wise_user")
