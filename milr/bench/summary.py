@@ -52,8 +52,9 @@ def summarize(records: list[dict]) -> dict:
         # BLIP-VQA / CLIP / spatial scores for T2I-CompBench, whose papers report means, not accuracy.
         "mean_score_tags": {t: _mean_score(rs) for t, rs in sorted(by_tag.items())},
     }
-    if set(WISE_CATEGORY_WEIGHTS) <= set(by_tag):
-        summary["wise_overall"] = wise_overall(summary["mean_score_tags"], WISE_CATEGORY_WEIGHTS)
+    means = summary["mean_score_tags"]
+    if all(means.get(c) is not None for c in WISE_CATEGORY_WEIGHTS):  # every category judged at least once
+        summary["wise_overall"] = wise_overall(means, WISE_CATEGORY_WEIGHTS)
     return summary
 
 

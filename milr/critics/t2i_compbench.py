@@ -458,6 +458,7 @@ def spatial_parts(prompt: str) -> tuple[str, str, str] | None:
 
 
 def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    # T2I-CompBench's IoU of continuous boxes; GenEval's `compute_iou` adds a pixel on each side.
     overlap_x = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     overlap_y = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
     inter = overlap_x * overlap_y

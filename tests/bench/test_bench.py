@@ -201,6 +201,8 @@ def test_wise_summary_weights_category_mean_scores():
     assert summary["mean_score_tags"]["Chemistry"] == pytest.approx(0.6)  # an abstention is left out
     expected = 0.4 * 0.75 + 0.167 * 0.2 + 0.133 * 0.4 + 0.1 * 0.0 + 0.1 * 1.0 + 0.1 * 0.6
     assert summary["wise_overall"] == pytest.approx(expected)
+    unjudged = [r if r["tag"] != "Time" else {**r, "eval_score": None} for r in records]
+    assert "wise_overall" not in summarize(unjudged)  # a category the judge never scored: no overall
 
 
 def test_bench_cli_on_the_tiny_model(tmp_path):
