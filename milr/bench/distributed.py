@@ -19,7 +19,7 @@ from pathlib import Path
 import structlog
 
 from milr.bench.datasets import BenchItem
-from milr.bench.runner import BenchSpec, bench_json, collect, run_item, start_sweep
+from milr.bench.runner import BenchSpec, bench_json, collect, finished_keys, run_item, start_sweep
 from milr.config import MILRConfig
 from milr.orchestrator.registry import build_model, build_reward
 
@@ -112,16 +112,22 @@ def run_bench_ray(
     ray = _import_ray()
     _connect(ray, address, workers)
     count, per_gpu = worker_count(ray.cluster_resources(), workers)
+    out = Path(out).resolve()
+    # Every worker loads the model: start no more of them than there are pairs left to run.
+    done_before = finished_keys(out / "results.jsonl")
+    left = sum((it.key, s) not in done_before for it in items for s in range(samples))
+    count = max(1, min(count, left))
     actor = ray.remote(num_gpus=1 if per_gpu else 0, num_cpus=0 if per_gpu else 1)(BenchWorker)
     threads = None if per_gpu else 1  # one core per CPU worker: workers must not fight over cores
-    out = Path(out).resolve()
     pool = [actor.remote(setup, method, n, str(out), curve, threads) for _ in range(count)]
-    results, todo, skipped = start_sweep(items, out, ray.get(pool[0].describe.remote()), samples)
-    log.info("bench_ray", workers=count, gpu_per_worker=per_gpu, todo=len(todo), skipped=skipped)
-    records = _unordered(ray, pool, todo)
-    done = collect(records, results, method, len(todo), progress=progress, on_record=on_record)
-    for a in pool:
-        ray.kill(a)
+    try:
+        results, todo, skipped = start_sweep(items, out, ray.get(pool[0].describe.remote()), samples)
+        log.info("bench_ray", workers=count, gpu_per_worker=per_gpu, todo=len(todo), skipped=skipped)
+        records = _unordered(ray, pool, todo)
+        done = collect(records, results, method, len(todo), progress=progress, on_record=on_record)
+    finally:  # a failed task must not leave actors holding GPUs in a long-lived cluster
+        for a in pool:
+            ray.kill(a)
     log.info("bench_done", method=method, records=done, skipped=skipped, workers=count)
     return results
 

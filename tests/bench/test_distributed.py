@@ -40,6 +40,9 @@ def test_ray_on_two_local_workers_equals_a_single_process_run(tmp_path):
     single = run_bench(items, mug, BenchSpec("milr", config), reward, evaluate, tmp_path / "one", progress=False)
     try:
         spread = run_bench_ray(items, setup, "milr", tmp_path / "ray", workers=2, progress=False)
+        first = spread.read_text()
+        run_bench_ray(items, setup, "milr", tmp_path / "ray", workers=2, progress=False)  # all done: resumes
+        assert spread.read_text() == first  # nothing redone, nothing lost
     finally:
         ray.shutdown()
 
