@@ -97,7 +97,7 @@ def main() -> None:
         )
 
     def tokens_only():  # our loop without the VQ decode, to compare like with like
-        mug._image_loop(mug.cfg_prompt_ids(prompt), {}, 5.0, 1.0, None, False)
+        mug._image_tokens(mug.cfg_prompt_ids(prompt).tolist(), [{}], 5.0, 1.0, [None], False)
 
     t_ours = time_it(ours, args.repeats, args.device)
     t_theirs = time_it(theirs, args.repeats, args.device)

@@ -6,6 +6,11 @@ return per-token latents), decodes images, and answers yes/no questions about an
 (self-reward). Latents are the last-layer hidden states after the final norm: the input of
 `lm_head` for text and of `generation_head` for image tokens; z_i is the state that predicts token i.
 
+Every decode takes a batch of rows (DESIGN §2): rows are left-padded with an attention mask and
+position ids, each row keeps its own forced tokens and its own `torch.Generator`, so a row's result
+does not depend on its batch mates (up to the float noise of batched matmuls). The single-prompt
+calls (`reason`, `draw`) are the batch of one through the same loops.
+
 Prompts follow DeepSeek's chat format, built by hand for parity with the original Janus code:
 `[system\\n\\n]<|User|>: {message}\\n\\n<|Assistant|>:` after BOS.
 """
@@ -13,6 +18,7 @@ Prompts follow DeepSeek's chat format, built by hand for parity with the origina
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +27,7 @@ from PIL import Image
 from transformers import (
     AutoTokenizer,
     DynamicCache,
+    JanusConfig,
     JanusForConditionalGeneration,
     JanusImageProcessorPil,
 )
@@ -48,6 +55,42 @@ WEIGHTS_HELP = (
 RECOMMENDED_FILE = "milr_defaults.json"
 
 
+def shipped_weight_names(name_or_path: str) -> set[str]:
+    """Tensor names in a checkpoint's safetensors files (a local folder or an already cached hub id),
+    read from the file headers only."""
+    from safetensors import safe_open
+    from transformers.utils import cached_file
+
+    def find(filename: str) -> str | None:
+        local = Path(name_or_path) / filename
+        if local.is_file():
+            return str(local)
+        if Path(name_or_path).is_dir():
+            return None
+        return cached_file(name_or_path, filename, _raise_exceptions_for_missing_entries=False)
+
+    index = find("model.safetensors.index.json")
+    if index is not None:
+        return set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"])
+    single = find("model.safetensors")
+    if single is None:
+        return set()
+    with safe_open(single, "pt") as f:
+        return set(f.keys())
+
+
+def untied_if_shipped(config: JanusConfig, name_or_path: str) -> JanusConfig:
+    """Untie `lm_head` from the input embeddings when the checkpoint ships its own `lm_head.weight`.
+
+    transformers 5.x gives `JanusConfig` a top-level `tie_word_embeddings=True` that wins over the text
+    config's own setting; Janus-Pro ships separate `lm_head` weights, and loading them tied silently
+    replaces them by the embeddings (text logits off by about 40 on a cross-check)."""
+    if "lm_head.weight" in shipped_weight_names(name_or_path):
+        config.tie_word_embeddings = False
+        config.text_config.tie_word_embeddings = False
+    return config
+
+
 class ModelWeightsNotFoundError(OSError):
     """Raised when a model's weights cannot be found locally or on the hub."""
 
@@ -73,8 +116,9 @@ class ImageRollout:
 
 def render_chat(message: str, system: str = "") -> str:
     """DeepSeek's single-turn chat format as the original Janus code renders it."""
+    # DeepSeek's template strips the message (`message.strip()`) before it renders the turn.
     head = f"{system}\n\n" if system else ""
-    return f"{head}<|User|>: {message}\n\n<|Assistant|>:"
+    return f"{head}<|User|>: {message.strip()}\n\n<|Assistant|>:"
 
 
 def image_prompt(prompt: str, reasoning: str) -> str:
@@ -91,6 +135,32 @@ def _check_prompt(name: str, text: str) -> None:
 def _check_positive(name: str, value: float) -> None:
     if not value > 0:
         raise ValueError(f"{name} must be > 0, got {value}")
+
+
+def left_pad(
+    rows: Sequence[Sequence[int]], pad: int, device
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Left-pad id rows into [B, T]: (ids, attention mask or None when no row is padded, position ids).
+
+    Positions count only real tokens (`cumsum(mask) - 1`), so a padded row sees the same rotary
+    positions as it would alone. Without padding the mask is None: the batch of one then runs exactly
+    the unmasked forward it always did."""
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros((len(rows), width), dtype=torch.long, device=device)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(list(r), device=device)
+            mask[i, width - len(r) :] = 1
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    return ids, (None if bool(mask.all()) else mask), positions
+
+
+def _advance(mask: torch.Tensor | None, positions: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Mask and position ids for the next single-token step of every row."""
+    if mask is not None:
+        mask = torch.cat([mask, mask.new_ones(mask.shape[0], 1)], 1)
+    return mask, positions[:, -1:] + 1
 
 
 class JanusMUG:
@@ -152,7 +222,8 @@ class JanusMUG:
         if isinstance(dtype, str):
             dtype = getattr(torch, dtype)
         try:
-            model = JanusForConditionalGeneration.from_pretrained(name, dtype=dtype or "auto")
+            config = untied_if_shipped(JanusConfig.from_pretrained(name), name)
+            model = JanusForConditionalGeneration.from_pretrained(name, config=config, dtype=dtype or "auto")
             tokenizer = AutoTokenizer.from_pretrained(name)
         except OSError as err:
             raise ModelWeightsNotFoundError(WEIGHTS_HELP.format(name=name) + f" (loader said: {err})") from err
@@ -242,42 +313,79 @@ class JanusMUG:
     @torch.no_grad()
     def reason(self, prompt: str, prefix_ids=None, *, max_new_tokens: int | None = None) -> TextRollout:
         """Greedy reasoning for `prompt`; `prefix_ids` are forced first, then the model continues."""
-        _check_prompt("prompt", prompt)
+        return self.reason_batch([prompt], [prefix_ids or []], max_new_tokens=max_new_tokens)[0]
+
+    @torch.no_grad()
+    def reason_batch(
+        self, prompts: Sequence[str], prefix_ids: Sequence[Sequence[int]] | None = None, *, max_new_tokens=None
+    ) -> list[TextRollout]:
+        """Greedy reasoning for every prompt in one batched decode; row i forces `prefix_ids[i]` first.
+
+        A forced prefix is emitted whole, even when it holds EOS: only a token the model chose itself
+        ends a row, as in the authors' loop (their prefix is appended to the prompt, then greedy
+        generation runs until EOS)."""
+        prefix_ids = list(prefix_ids) if prefix_ids is not None else [[] for _ in prompts]
+        if len(prefix_ids) != len(prompts):
+            raise ValueError(f"prefix_ids has {len(prefix_ids)} rows for {len(prompts)} prompts; give one per prompt")
         max_new = max_new_tokens or self.max_reasoning_tokens
         _check_positive("max_new_tokens", max_new)
-        forced = self._check_ids("prefix_ids", prefix_ids or [], self.text_vocab)
-        ids = self.reasoning_ids(prompt)
-        self._check_context("prompt", len(ids), 1)
-        # Reasoning stops at EOS; the cap only guards the context window.
-        return self._text_loop(ids, forced, min(max_new, self.context_length - len(ids)))
+        rows, forced, caps = [], [], []
+        for i, prompt in enumerate(prompts):
+            _check_prompt("prompt", prompt)
+            ids = self.reasoning_ids(prompt)
+            self._check_context("prompt", len(ids), 1)
+            rows.append(ids)
+            forced.append(self._check_ids("prefix_ids", prefix_ids[i] or [], self.text_vocab))
+            # Reasoning stops at EOS; the cap only guards the context window.
+            caps.append(min(max_new, self.context_length - len(ids)))
+        return self._text_loop(rows, forced, caps) if rows else []
 
-    def _text_loop(self, prompt_ids: list[int], forced: list[int], max_new: int) -> TextRollout:
+    def _text_loop(self, rows: list[list[int]], forced: list[list[int]], caps: list[int]) -> list[TextRollout]:
         lm = self.model.model.language_model
+        batch = len(rows)
         cache = DynamicCache()
-        inputs = torch.tensor([prompt_ids], device=self.device)
-        out_ids: list[int] = []
-        latents: list[torch.Tensor] = []
-        for step in range(max_new):
-            h = lm(input_ids=inputs, cache=cache, use_cache=True).last_hidden_state[:, -1]  # [1, H]
-            latents.append(h[0])
-            tok = forced[step] if step < len(forced) else int(self.model.lm_head(h).argmax(-1))
-            out_ids.append(tok)
-            if tok == self.ids["eos"]:
+        inputs, mask, positions = left_pad(rows, self.ids["pad"], self.device)
+        out_ids: list[list[int]] = [[] for _ in rows]
+        latents: list[list[torch.Tensor]] = [[] for _ in rows]
+        done = [False] * batch
+        for step in range(max(caps)):
+            h = lm(
+                input_ids=inputs, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+            ).last_hidden_state[:, -1]  # [B, H]
+            greedy = self.model.lm_head(h).argmax(-1).tolist()
+            next_tokens = []
+            for r in range(batch):
+                if not done[r]:
+                    latents[r].append(h[r])
+                    is_forced = step < len(forced[r])
+                    tok = forced[r][step] if is_forced else greedy[r]
+                    out_ids[r].append(tok)
+                    done[r] = (tok == self.ids["eos"] and not is_forced) or len(out_ids[r]) >= caps[r]
+                # A finished row keeps feeding pad (its outputs are ignored) so the batch stays rectangular.
+                next_tokens.append(out_ids[r][-1] if not done[r] else self.ids["pad"])
+            if all(done):
                 break
-            inputs = torch.tensor([[tok]], device=self.device)
-        text = self.tokenizer.decode(out_ids, skip_special_tokens=True).strip()
-        return TextRollout(ids=out_ids, text=text, latents=torch.stack(latents))
+            inputs = torch.tensor(next_tokens, device=self.device).view(batch, 1)
+            mask, positions = _advance(mask, positions)
+        return [
+            TextRollout(
+                ids=ids, text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(), latents=torch.stack(z)
+            )
+            for ids, z in zip(out_ids, latents, strict=True)
+        ]
 
     # ------------------------------------------------------------------ image
     def cfg_prompt_ids(self, text: str) -> torch.Tensor:
-        """[2, T] ids: the conditional row, and the unconditional row (only BOS and BOI kept, rest pad).
+        """[2, T] ids: the conditional row, and the unconditional row.
 
-        Rows are in transformers' order (cond first, then uncond); at batch 1 this equals the
-        original Janus code's interleaving.
+        The unconditional row pads by position, as DeepSeek's code does: it keeps the first token
+        (BOS) and the last (`<begin_of_image>`) and pads everything in between, so a literal
+        `<begin_of_image>` inside a prompt is padded too. Rows are in transformers' order (cond
+        first, then uncond); at batch 1 this equals the original Janus code's interleaving.
         """
         cond = torch.tensor(self.image_prompt_ids(text), device=self.device)
-        keep = (cond == self.ids["bos"]) | (cond == self.ids["boi"])
-        uncond = torch.where(keep, cond, torch.full_like(cond, self.ids["pad"]))
+        uncond = torch.full_like(cond, self.ids["pad"])
+        uncond[0], uncond[-1] = cond[0], cond[-1]
         return torch.stack([cond, uncond])
 
     @torch.no_grad()
@@ -297,57 +405,116 @@ class JanusMUG:
         `prefix_ids` forces the first tokens; `forced` maps arbitrary positions to tokens (the
         `random` image subset). Everything else is sampled from the fused distribution.
         """
-        _check_prompt("image_prompt", image_prompt)
-        _check_positive("cfg", cfg)
-        _check_positive("temperature", temperature)
-        n = self.num_image_tokens
         forced = dict(forced or {})
         for pos, tok in enumerate(self._check_ids("prefix_ids", prefix_ids or [], self.image_vocab)):
             forced[pos] = tok
-        self._check_ids("forced", forced.values(), self.image_vocab)
-        if any(not 0 <= p < n for p in forced):
-            raise ValueError(f"forced positions must lie in [0, {n}), got {sorted(forced)}")
-        rows = self.cfg_prompt_ids(image_prompt)
-        self._check_context("image_prompt", rows.shape[1], n)
-        return self._image_loop(rows, forced, cfg, temperature, generator, record_logits)
+        return self.draw_batch(
+            [image_prompt],
+            forced=[forced],
+            cfg=cfg,
+            temperature=temperature,
+            generators=[generator],
+            record_logits=record_logits,
+        )[0]
 
-    def _image_loop(self, rows, forced, cfg, temperature, generator, record_logits) -> ImageRollout:
-        lm = self.model.model.language_model
-        cache = DynamicCache()
-        embeds = self.model.get_input_embeddings()(rows)  # [2, T, H]
+    @torch.no_grad()
+    def draw_batch(
+        self,
+        image_prompts: Sequence[str],
+        *,
+        forced: Sequence[dict[int, int]] | None = None,
+        cfg: float = 5.0,
+        temperature: float = 1.0,
+        generators: Sequence[torch.Generator | None] | None = None,
+        record_logits: bool = False,
+    ) -> list[ImageRollout]:
+        """Draw one image per prompt in one batched CFG decode (2 rows per image: cond, uncond).
+
+        `forced[i]` maps positions of image i to tokens; `generators[i]` is image i's own sampling
+        stream, so its tokens do not depend on which images share the batch."""
+        _check_positive("cfg", cfg)
+        _check_positive("temperature", temperature)
         n = self.num_image_tokens
-        ids = torch.empty(n, dtype=torch.long, device=self.device)
-        latents = torch.empty(n, 2, lm.config.hidden_size, device=self.device, dtype=self.dtype)
+        count = len(image_prompts)
+        forced = [dict(f or {}) for f in forced] if forced is not None else [{} for _ in range(count)]
+        generators = list(generators) if generators is not None else [None] * count
+        if len(forced) != count or len(generators) != count:
+            raise ValueError(
+                f"draw_batch got {count} prompts, {len(forced)} forced maps and {len(generators)} generators; "
+                "give one of each per prompt"
+            )
+        cond_rows, uncond_rows = [], []
+        for prompt, pinned in zip(image_prompts, forced, strict=True):
+            _check_prompt("image_prompt", prompt)
+            self._check_ids("forced", pinned.values(), self.image_vocab)
+            if any(not 0 <= p < n for p in pinned):
+                raise ValueError(f"forced positions must lie in [0, {n}), got {sorted(pinned)}")
+            rows = self.cfg_prompt_ids(prompt)
+            self._check_context("image_prompt", rows.shape[1], n)
+            cond_rows.append(rows[0].tolist())
+            uncond_rows.append(rows[1].tolist())
+        if not count:
+            return []
+        return self._image_loop(cond_rows + uncond_rows, forced, cfg, temperature, generators, record_logits)
+
+    def _image_loop(self, rows, forced, cfg, temperature, generators, record_logits) -> list[ImageRollout]:
+        tokens, latents, fused = self._image_tokens(rows, forced, cfg, temperature, generators, record_logits)
+        images = self.decode_images(tokens.tolist())
+        count = len(forced)
+        return [
+            ImageRollout(
+                ids=tokens[b].tolist(),
+                latents=torch.stack([latents[:, b], latents[:, count + b]], 1),
+                image=images[b],
+                fused_logits=fused[:, b] if fused is not None else None,
+            )
+            for b in range(count)
+        ]
+
+    def _image_tokens(self, rows, forced, cfg, temperature, generators, record_logits):
+        """The CFG token loop: `rows` = all conditional rows, then all unconditional ones (transformers'
+        order). Returns tokens [B, N], latents [N, 2B, H] and, when recorded, fused logits [N, B, V]."""
+        lm = self.model.model.language_model
+        count, n = len(forced), self.num_image_tokens
+        cache = DynamicCache()
+        ids, mask, positions = left_pad(rows, self.ids["pad"], self.device)
+        embeds = self.model.get_input_embeddings()(ids)  # [2B, T, H]
+        tokens = torch.empty(count, n, dtype=torch.long, device=self.device)
+        latents = torch.empty(n, 2 * count, lm.config.hidden_size, device=self.device, dtype=self.dtype)
         fused_all = [] if record_logits else None
         for i in range(n):
-            h = lm(inputs_embeds=embeds, cache=cache, use_cache=True).last_hidden_state[:, -1]  # [2, H]
+            h = lm(
+                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
+            ).last_hidden_state[:, -1]  # [2B, H]
             latents[i] = h
-            fused = self.image_logits(h, cfg, temperature)  # [V]
+            fused = self.image_logits(torch.stack([h[:count], h[count:]], 1), cfg, temperature)  # [B, V]
             if fused_all is not None:
                 fused_all.append(fused)
-            if i in forced:
-                tok = torch.tensor(forced[i], device=self.device)
-            else:
-                tok = torch.multinomial(torch.softmax(fused, -1), 1, generator=generator)[0]
-            ids[i] = tok
+            probs = torch.softmax(fused, -1)
+            for b in range(count):
+                if i in forced[b]:
+                    tokens[b, i] = forced[b][i]
+                else:
+                    tokens[b, i] = torch.multinomial(probs[b], 1, generator=generators[b])[0]
             if i + 1 < n:
-                embeds = self.model.prepare_embeddings_for_image_generation(tok.view(1, 1).expand(2, 1))
-        id_list = ids.tolist()
-        return ImageRollout(
-            ids=id_list,
-            latents=latents,
-            image=self.decode_image(id_list),
-            fused_logits=torch.stack(fused_all) if fused_all is not None else None,
-        )
+                embeds = self.model.prepare_embeddings_for_image_generation(tokens[:, i : i + 1].repeat(2, 1))
+                mask, positions = _advance(mask, positions)
+        return tokens, latents, (torch.stack(fused_all) if fused_all is not None else None)
 
     @torch.no_grad()
     def decode_image(self, ids: list[int]) -> Image.Image:
         """VQ-decode image tokens to a PIL RGB image."""
-        self._check_ids("image ids", ids, self.image_vocab)
-        tokens = torch.tensor([ids], device=self.device)
-        pixels = self.model.decode_image_tokens(tokens)[0].float()  # [H, W, 3] in about [-1, 1]
-        arr = ((pixels + 1) / 2 * 255).clamp(0, 255).round().to(torch.uint8).cpu().numpy()
-        return Image.fromarray(arr, mode="RGB")
+        return self.decode_images([ids])[0]
+
+    @torch.no_grad()
+    def decode_images(self, rows: list[list[int]]) -> list[Image.Image]:
+        """VQ-decode several token rows at once; pixels are clipped, then truncated to uint8 as
+        DeepSeek's code does (rounding would move about half of all values by one)."""
+        for ids in rows:
+            self._check_ids("image ids", ids, self.image_vocab)
+        pixels = self.model.decode_image_tokens(torch.tensor(rows, device=self.device)).float()  # [B, H, W, 3]
+        arr = ((pixels + 1) / 2 * 255).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return [Image.fromarray(a, mode="RGB") for a in arr]
 
     # ------------------------------------------------------------------ understanding
     @torch.no_grad()
