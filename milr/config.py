@@ -56,6 +56,11 @@ class MILRConfig(BaseModel):
     seed: int = Field(0, ge=0, description="Seeds image sampling and the random image subset.")
     # > Placement
     device: str | None = Field(None, description="torch device; default cuda when available, else cpu.")
+    compile: bool = Field(
+        False,
+        description="Decode with a static KV cache and a torch.compile'd step (CUDA graphs on a GPU); "
+        "off by default: on a CPU neither pays.",
+    )
     dtype: Literal["float32", "bfloat16", "float16"] | None = Field(
         None, description="Model dtype; default bfloat16 on GPU, float32 on CPU."
     )

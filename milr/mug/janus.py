@@ -179,6 +179,7 @@ class JanusMUG:
         dtype: torch.dtype | None = None,
         name: str = "janus",
         max_reasoning_tokens: int = 512,
+        compile: bool = False,
     ):
         device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
         if dtype is None:
@@ -188,6 +189,7 @@ class JanusMUG:
         self.image_processor = image_processor
         self.device, self.dtype, self.name = device, dtype, name
         self.max_reasoning_tokens = max_reasoning_tokens
+        self.compile = compile  # static KV cache + compiled decode step (MILRConfig.compile)
         self.ids = {key: self._token_id(tok) for key, tok in SPECIAL_TOKENS.items()}
         self.num_image_tokens = model.config.vision_config.num_image_tokens
         self.context_length = model.config.text_config.max_position_embeddings
@@ -212,6 +214,7 @@ class JanusMUG:
         dtype: torch.dtype | str | None = None,
         device: str | torch.device | None = None,
         max_reasoning_tokens: int = 512,
+        compile: bool = False,
     ) -> JanusMUG:
         """Load model, tokenizer and image processor from a local folder or the hub.
 
@@ -239,6 +242,7 @@ class JanusMUG:
             dtype=dtype,
             name=name,
             max_reasoning_tokens=max_reasoning_tokens,
+            compile=compile,
         )
         defaults = Path(name) / RECOMMENDED_FILE
         if defaults.is_file():

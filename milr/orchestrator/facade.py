@@ -65,6 +65,7 @@ def load_mug(model: str | Path, config: MILRConfig) -> JanusMUG:
         dtype=config.dtype,
         device=config.device,
         max_reasoning_tokens=config.max_reasoning_tokens,
+        compile=config.compile,
     )
     if str(model) in PACKAGED_MODELS:
         mug.name = str(model)
