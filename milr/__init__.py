@@ -18,6 +18,7 @@ _PUBLIC = {
     "MILR": "milr.orchestrator",
     "MILRResult": "milr.orchestrator",
     "build_graph": "milr.orchestrator",
+    "build_context": "milr.orchestrator",
     "MILRConfig": "milr.config",
     "ConfigError": "milr.config",
     "Trace": "milr.traces",

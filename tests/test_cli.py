@@ -28,11 +28,11 @@ def test_run_then_traces_commands(tmp_path, capsys):
         ["run", "a photo of a red cat", "--model", "tiny", "--critic", "self", "--steps", "2", "--out", str(out)]
     )
     assert code == 0
-    (run_dir,) = out.iterdir()
+    (run_dir,) = [d for d in out.iterdir() if d.is_dir()]
     rounds = (run_dir / "rounds.jsonl").read_text().splitlines()
     assert 1 <= len(rounds) <= 3
     assert json.loads(rounds[0])["critiques"][0]["critic"] == "self"
-    assert (run_dir / "report.html").is_file() and (run_dir / "checkpoints.sqlite").is_file()
+    assert (run_dir / "report.html").is_file() and (out / "checkpoints.sqlite").is_file()
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["rounds"] == len(rounds)
     assert main(["traces", "list", str(out)]) == 0
@@ -48,7 +48,13 @@ def test_bad_arguments_give_clear_errors(tmp_path, capsys):
     assert "unknown critic 'nope'" in capsys.readouterr().err
     assert main(["run", "a cat", "--model", "tiny", "--steps", "-1", "--out", str(tmp_path)]) == 2
     assert "steps" in capsys.readouterr().err
+    assert main(["run", "a cat", "a dog", "--name", "x", "--model", "tiny", "--out", str(tmp_path)]) == 2
+    assert "--name names one run" in capsys.readouterr().err
+    assert main(["run", "--model", "tiny", "--out", str(tmp_path)]) == 2
+    assert "--prompts FILE" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "a cat", "--batch", "0"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "a cat", "--strategy", "sideways"])
 
@@ -64,3 +70,20 @@ def test_resume_command_finishes_an_unfinished_run(tmp_path):
     (run_dir / "summary.json").unlink()
     assert main(["resume", str(run_dir)]) == 0
     assert len((run_dir / "rounds.jsonl").read_text().splitlines()) == 4
+
+
+def test_run_several_prompts_from_a_file_in_batches_refills_slots(tmp_path):
+    prompts = [f"a photo of {n} cats" for n in ("one", "two", "three", "four")] + ["a dog", "a red car", "a bench"]
+    (tmp_path / "prompts.txt").write_text("\n".join(prompts[2:]) + "\n\n")
+    out = tmp_path / "runs"
+    code = main(["run", prompts[0], prompts[1], "--prompts", str(tmp_path / "prompts.txt"), "--batch", "3",
+                 "--model", "tiny", "--critic", "self", "--steps", "2", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    runs = [d for d in out.iterdir() if d.is_dir()]
+    assert sorted(json.loads((d / "run.json").read_text())["prompt"] for d in runs) == sorted(prompts)
+    for d in runs:
+        summary = json.loads((d / "summary.json").read_text())
+        assert summary["rounds"] == len((d / "rounds.jsonl").read_text().splitlines()) == 3
+        assert (d / "report.html").is_file()
+    assert main(["resume", *map(str, runs)]) == 0  # finished runs: resume has nothing left to do
+    assert all(len((d / "rounds.jsonl").read_text().splitlines()) == 3 for d in runs)

@@ -1,10 +1,11 @@
 """Spread a benchmark sweep over Ray workers (`milr bench ... --ray [ADDRESS]`, extra `milr[ray]`).
 
 Each worker is a Ray actor that rebuilds the model and the critics from their names (a `BenchSetup`)
-once, then runs prompts as they are handed out; one GPU per worker when the cluster has GPUs, else one
-CPU thread per worker. Records come back to the driver, which appends them to the same
-`results.jsonl` as a single-process run, in completion order: a sweep killed midway resumes with
-or without Ray, and seeds depend only on (prompt, sample), so the records equal a single-process run's.
+once, then runs chunks of `batch` prompts (one batched graph run each) as they are handed out; one
+GPU per worker when the cluster has GPUs, else one CPU thread per worker. Records come back to the
+driver, which appends them to the same `results.jsonl` as a single-process run, in completion order:
+a sweep killed midway resumes with or without Ray, and seeds depend only on (prompt, sample), so the
+records equal a single-process run's.
 
 Traces are written by the workers under `out/traces`: on a multi-node cluster, `out` must be on a
 file system every node shares (the records still reach the driver without it).
@@ -19,7 +20,7 @@ from pathlib import Path
 import structlog
 
 from milr.bench.datasets import BenchItem
-from milr.bench.runner import BenchSpec, bench_json, collect, finished_keys, run_item, start_sweep
+from milr.bench.runner import DEFAULT_BATCH, BenchSpec, bench_json, collect, finished_keys, run_items, start_sweep
 from milr.config import MILRConfig
 from milr.orchestrator.registry import build_model, build_reward
 
@@ -49,22 +50,26 @@ class BenchSetup:
 
 
 class BenchWorker:
-    """One Ray actor: a model and its critics, loaded once, running one (prompt, sample) at a time."""
+    """One Ray actor: a model and its critics, loaded once, running a chunk of (prompt, sample) pairs
+    at a time as one batch."""
 
-    def __init__(self, setup: BenchSetup, method: str, n: int | None, out: str, curve: bool, threads: int | None):
+    def __init__(
+        self, setup: BenchSetup, method: str, n: int | None, out: str, curve: bool, threads: int | None, batch: int
+    ):
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.mug, config, self.reward, self.evaluate = setup.build()
         self.spec = BenchSpec(method, config, n)
-        self.out, self.curve = Path(out), curve
+        self.out, self.curve, self.batch = Path(out), curve, batch
 
     def describe(self) -> dict:
         return bench_json(self.spec)
 
-    def run(self, item: BenchItem, sample: int) -> dict:
-        return run_item(self.mug, item, sample, self.spec, self.reward, self.evaluate, self.out, self.curve)
+    def run(self, pairs: list[tuple[BenchItem, int]]) -> list[dict]:
+        args = (self.spec, self.reward, self.evaluate, self.out, self.curve, self.batch)
+        return list(run_items(self.mug, pairs, *args))
 
 
 def _import_ray():
@@ -107,8 +112,10 @@ def run_bench_ray(
     workers: int | None = None,
     progress: bool = True,
     on_record: Callable[[dict], None] | None = None,
+    batch: int = DEFAULT_BATCH,
 ) -> Path:
-    """`run_bench` with the (prompt, sample) pairs run as Ray actor tasks; returns `out/results.jsonl`."""
+    """`run_bench` with the (prompt, sample) pairs run as Ray actor tasks, `batch` pairs per task (one
+    batched decode each); returns `out/results.jsonl`."""
     ray = _import_ray()
     _connect(ray, address, workers)
     count, per_gpu = worker_count(ray.cluster_resources(), workers)
@@ -116,14 +123,14 @@ def run_bench_ray(
     # Every worker loads the model: start no more of them than there are pairs left to run.
     done_before = finished_keys(out / "results.jsonl")
     left = sum((it.key, s) not in done_before for it in items for s in range(samples))
-    count = max(1, min(count, left))
+    count = max(1, min(count, -(-left // batch)))  # no more workers than chunks of work
     actor = ray.remote(num_gpus=1 if per_gpu else 0, num_cpus=0 if per_gpu else 1)(BenchWorker)
     threads = None if per_gpu else 1  # one core per CPU worker: workers must not fight over cores
-    pool = [actor.remote(setup, method, n, str(out), curve, threads) for _ in range(count)]
+    pool = [actor.remote(setup, method, n, str(out), curve, threads, batch) for _ in range(count)]
     try:
         results, todo, skipped = start_sweep(items, out, ray.get(pool[0].describe.remote()), samples)
         log.info("bench_ray", workers=count, gpu_per_worker=per_gpu, todo=len(todo), skipped=skipped)
-        records = _unordered(ray, pool, todo)
+        records = _unordered(ray, pool, [todo[i : i + batch] for i in range(0, len(todo), batch)])
         done = collect(records, results, method, len(todo), progress=progress, on_record=on_record)
     finally:  # a failed task must not leave actors holding GPUs in a long-lived cluster
         for a in pool:
@@ -132,15 +139,15 @@ def run_bench_ray(
     return results
 
 
-def _unordered(ray, pool: list, todo: list[tuple[BenchItem, int]]) -> Iterator[dict]:
-    """Keep every worker busy; yield each record as soon as it is finished."""
-    pending, queue = {}, list(reversed(todo))
+def _unordered(ray, pool: list, chunks: list[list[tuple[BenchItem, int]]]) -> Iterator[dict]:
+    """Keep every worker busy with a chunk; yield each chunk's records as soon as it is finished."""
+    pending, queue = {}, list(reversed(chunks))
     for a in pool:
         if queue:
-            pending[a.run.remote(*queue.pop())] = a
+            pending[a.run.remote(queue.pop())] = a
     while pending:
         [ready], _ = ray.wait(list(pending), num_returns=1)
         worker = pending.pop(ready)
         if queue:
-            pending[worker.run.remote(*queue.pop())] = worker
-        yield ray.get(ready)
+            pending[worker.run.remote(queue.pop())] = worker
+        yield from ray.get(ready)

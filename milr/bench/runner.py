@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,13 +22,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from milr.bench.datasets import BenchItem
 from milr.config import MILRConfig
-from milr.critics.base import Critic, Critique
+from milr.critics.base import Critic, Critique, score_many
 from milr.mug.janus import image_prompt
 from milr.orchestrator import MILR
+from milr.traces import new_run_id
 
 log = structlog.get_logger(__name__)
 
 METHODS = ("baseline", "milr", "best-of-n")
+DEFAULT_BATCH = 16  # runs per decode (best-of-N: images per decode)
 
 
 @dataclass
@@ -121,25 +123,81 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
-def run_item(
-    mug, item: BenchItem, sample: int, spec: BenchSpec, reward: Critic, evaluate: Critic, out: Path, curve: bool
-):
-    seed = item_seed(spec.config.seed, item, sample)
-    started = time.perf_counter()
+def run_items(
+    mug,
+    pairs: Sequence[tuple[BenchItem, int]],
+    spec: BenchSpec,
+    reward: Critic,
+    evaluate: Critic,
+    out: Path,
+    curve: bool,
+    batch: int = DEFAULT_BATCH,
+) -> Iterator[dict]:
+    """Run every (prompt, sample) pair, `batch` at a time, and yield one record per pair as it finishes."""
     if spec.method == "best-of-n":
-        scores, images = best_of_n(mug, item, spec.n, spec.config, reward, seed)
-        best = max(range(len(scores)), key=lambda j: (scores[j] if scores[j] is not None else -1.0, -j))
-        final_image, rounds_images, trace = images[best], images, None
-        reward_scores, generations = scores, spec.n
+        for chunk in _chunks(list(pairs), batch):
+            yield from _best_of_n_records(mug, chunk, spec, reward, evaluate, curve, batch)
     else:
-        config = spec.config.override(steps=0) if spec.method == "baseline" else spec.config
-        result = MILR(mug, reward, config.override(seed=seed), out=out / "traces")(
-            item.prompt, item.spec, name=f"{item.key}-s{sample}"
-        )
-        final_image, trace = result.image, str(result.trace_dir.relative_to(out))
+        yield from _milr_records(mug, pairs, spec, reward, evaluate, out, curve, batch)
+
+
+def _milr_records(mug, pairs, spec: BenchSpec, reward, evaluate, out: Path, curve: bool, batch: int):
+    """MILR (or its round 0: `baseline`) over all pairs as one batched graph run. Trace folders already
+    under `out/traces` (a sweep killed midway) continue where they stopped."""
+    config = spec.config.override(steps=0) if spec.method == "baseline" else spec.config
+    milr = MILR(mug, reward, config, out=out / "traces", max_batch=batch)
+    names = [f"{item.key}-s{sample}" for item, sample in pairs]
+    by_run = {new_run_id(pair[0].prompt, name): pair for name, pair in zip(names, pairs, strict=True)}
+    events = milr.stream_batch(
+        [item.prompt for item, _ in pairs],
+        [item.spec for item, _ in pairs],
+        names=names,
+        seeds=[item_seed(config.seed, item, sample) for item, sample in pairs],
+        resume=True,
+    )
+    for event in events:
+        if event["event"] != "done":
+            continue
+        item, sample = by_run[event["run_id"]]
+        result = event["result"]
         rounds_images = [r.image for r in result.rounds] if curve else []
-        reward_scores, generations = [r.score for r in result.rounds], len(result.rounds)
+        yield _record(
+            item,
+            sample,
+            spec,
+            evaluate,
+            final_image=result.image,
+            reward_scores=[r.score for r in result.rounds],
+            generations=len(result.rounds),
+            seconds=result.seconds,
+            trace=str(result.trace_dir.relative_to(out)),
+            rounds_images=rounds_images if curve else None,
+        )
+
+
+def _best_of_n_records(mug, pairs, spec: BenchSpec, reward, evaluate, curve: bool, batch: int):
+    started = time.perf_counter()
+    scored = best_of_n(mug, pairs, spec.n, spec.config, reward, batch)
+    seconds = (time.perf_counter() - started) / len(pairs)  # the chunk ran together: an equal share each
+    for (item, sample), (scores, images) in zip(pairs, scored, strict=True):
+        best = max(range(len(scores)), key=lambda j: (scores[j] if scores[j] is not None else -1.0, -j))
+        yield _record(
+            item,
+            sample,
+            spec,
+            evaluate,
+            final_image=images[best],
+            reward_scores=scores,
+            generations=spec.n,
+            seconds=seconds,
+            trace=None,
+            rounds_images=images if curve else None,
+        )
+
+
+def _record(item, sample, spec, evaluate, *, final_image, reward_scores, generations, seconds, trace, rounds_images):
     verdict = evaluate(final_image, item.prompt, item.spec)
+    threshold = spec.config.threshold
     record = {
         "key": item.key,
         "sample": sample,
@@ -148,16 +206,19 @@ def run_item(
         "method": spec.method,
         "reward_scores": reward_scores,
         "eval_score": verdict.score,
-        "correct": correct_of(verdict, spec.config.threshold),
+        "correct": correct_of(verdict, threshold),
         "generations": generations,
-        "first_pass": first_pass(reward_scores, spec.config.threshold),
-        "seed": seed,
-        "seconds": round(time.perf_counter() - started, 3),
+        "first_pass": first_pass(reward_scores, threshold),
+        "seed": item_seed(spec.config.seed, item, sample),
+        "seconds": round(seconds, 3),
         "trace": trace,
     }
-    if curve:
+    if rounds_images is not None:
         record["eval_by_round"] = [
-            correct_of(evaluate(img, item.prompt, item.spec), spec.config.threshold) for img in rounds_images
+            correct_of(v, threshold)
+            for v in score_many(
+                evaluate, rounds_images, [item.prompt] * len(rounds_images), [item.spec] * len(rounds_images)
+            )
         ]
     return record
 
@@ -168,18 +229,30 @@ def first_pass(scores: list[float | None], threshold: float) -> int | None:
     return next((j + 1 for j, s in enumerate(scores) if s is not None and s >= threshold), None)
 
 
-def best_of_n(mug, item: BenchItem, n: int, config: MILRConfig, reward: Critic, seed: int):
-    """N images under the same (greedy, so identical) reasoning, each sampled with its own seed."""
-    text = mug.reason(item.prompt, max_new_tokens=config.max_reasoning_tokens)
-    scores, images = [], []
-    for j in range(n):
-        gen = torch.Generator(device=mug.device).manual_seed(seed + j)
-        img = mug.draw(
-            image_prompt(item.prompt, text.text), cfg=config.cfg, temperature=config.temperature, generator=gen
+def best_of_n(mug, pairs, n: int, config: MILRConfig, reward: Critic, batch: int = DEFAULT_BATCH):
+    """For each (item, sample): N images under the same (greedy, so identical) reasoning, sample j
+    drawn with seed `item_seed + j`; returns (reward scores, images) per pair. Reasoning is decoded for
+    all pairs in one batch, the N·len(pairs) images `batch` at a time, scored in batches."""
+    texts = mug.reason_batch([item.prompt for item, _ in pairs], max_new_tokens=config.max_reasoning_tokens)
+    rows = [(p, j) for p in range(len(pairs)) for j in range(n)]
+    images = []
+    for chunk in _chunks(rows, batch):
+        drawn = mug.draw_batch(
+            [image_prompt(pairs[p][0].prompt, texts[p].text) for p, _ in chunk],
+            cfg=config.cfg,
+            temperature=config.temperature,
+            generators=[
+                torch.Generator(device=mug.device).manual_seed(item_seed(config.seed, *pairs[p]) + j) for p, j in chunk
+            ],
         )
-        scores.append(reward(img.image, item.prompt, item.spec).score)
-        images.append(img.image)
-    return scores, images
+        images += [d.image for d in drawn]
+    verdicts = score_many(reward, images, [pairs[p][0].prompt for p, _ in rows], [pairs[p][0].spec for p, _ in rows])
+    return [([v.score for v in verdicts[p * n : (p + 1) * n]], images[p * n : (p + 1) * n]) for p in range(len(pairs))]
+
+
+def _chunks(seq: list, size: int) -> Iterator[list]:
+    for i in range(0, len(seq), size):
+        yield seq[i : i + size]
 
 
 def _progress(method: str, total: int, enabled: bool):
@@ -243,13 +316,17 @@ def run_bench(
     curve: bool = False,
     progress: bool = True,
     on_record: Callable[[dict], None] | None = None,
+    batch: int = DEFAULT_BATCH,
 ) -> Path:
     """Run (or finish) a sweep in this process into `out/results.jsonl`; returns that path.
+
+    `batch` runs share each decode (best-of-N: `batch` images per decode); records keep their shape
+    and the sweep stays resumable whatever the batch.
 
     `milr.bench.distributed.run_bench_ray` is the same sweep spread over Ray workers."""
     out = Path(out)
     results, todo, skipped = start_sweep(items, out, bench_json(spec), samples)
-    records = (run_item(mug, item, sample, spec, reward, evaluate, out, curve) for item, sample in todo)
+    records = run_items(mug, todo, spec, reward, evaluate, out, curve, batch)
     n = collect(records, results, spec.method, len(todo), progress=progress, on_record=on_record)
     log.info("bench_done", method=spec.method, records=n, skipped=skipped)
     return results

@@ -2,6 +2,8 @@
 
 Every critic is a plain object with a `name` and `__call__(image, prompt, spec=None) -> Critique`;
 a score of None means it abstained. The CLI maps names to constructors; nothing here registers itself.
+`score_many(critic, images, prompts, specs)` scores a batch with any critic: one forward for a
+`BatchCritic` (the transformers critics and the mixer have `score_batch`), one thread per image otherwise.
 
 - `OpenAIJudge` ("gpt4o"), `UnifiedReward` ("unified"): VLM judges behind OpenAI-compatible servers.
 - `SelfReward` ("self"): the generating Janus answers yes/no about its own image.
@@ -13,7 +15,7 @@ a score of None means it abstained. The CLI maps names to constructors; nothing 
 - `Mixer`: a weighted mean of critics, run concurrently.
 """
 
-from milr.critics.base import Critic, Critique, PromptSpec, SpecItem
+from milr.critics.base import BatchCritic, Critic, Critique, PromptSpec, SpecItem, score_many
 from milr.critics.detector import DetectorCritic
 from milr.critics.geneval import Detection, GenEvalOracle, GenEvalResult, evaluate, relative_position, summarize
 from milr.critics.mixer import Mixer
@@ -29,6 +31,7 @@ from milr.critics.vision import (
 from milr.critics.wise import WiseJudge
 
 __all__ = [
+    "BatchCritic",
     "BlipVQACritic",
     "ClipScoreCritic",
     "ClipColorClassifier",
@@ -52,5 +55,6 @@ __all__ = [
     "WeightsUnavailableError",
     "evaluate",
     "relative_position",
+    "score_many",
     "summarize",
 ]

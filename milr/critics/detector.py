@@ -15,7 +15,8 @@ MixedReward does with GroundingDINO):
   margin 0.1), else 0 (also when either side is missing).
 
 Score = mean over requirements. `details` keep each requirement's score, the detections and
-GenEval's own pass/fail on the same detections.
+GenEval's own pass/fail on the same detections. `score_batch` detects a batch in one go and
+classifies all its colours in one CLIP batch.
 """
 
 from __future__ import annotations
@@ -27,16 +28,20 @@ from dataclasses import dataclass
 import structlog
 from PIL import Image
 
-from milr.critics.base import Critique, PromptSpec
+from milr.critics.base import Critique, PromptSpec, check_batch
 from milr.critics.geneval import (
     MAX_OBJECTS,
     POSITION_THRESHOLD,
     ColorClassifier,
+    ColorMemo,
     Detection,
+    detect_many,
     detections_dict,
     evaluate_selected,
     holds_relation,
+    memos_for,
     select_detections,
+    spec_classes,
 )
 from milr.critics.spec_parse import spec_for
 from milr.critics.vision import ClipColorClassifier, GroundingDinoDetector
@@ -61,6 +66,17 @@ def _count_score(n: int, want: int, exact: bool, wrong: float) -> float:
         return 0.0
     right = n == want if exact else n >= want
     return 1.0 if right else wrong
+
+
+def soft_color_asks(spec: PromptSpec, detected: Mapping[str, list[Detection]]) -> list[tuple[list[Detection], str]]:
+    """The (objects, cls) whose colours `soft_parts` asks for: each colour clause's first `count`
+    objects, as many as were found (GenEval's check asks a subset of these)."""
+    asks = []
+    for item in spec.include:
+        found = detected.get(item.cls, [])[: item.count]
+        if item.color is not None and found:
+            asks.append((found, item.cls))
+    return asks
 
 
 def soft_parts(
@@ -134,30 +150,57 @@ class DetectorCritic:
         self.name = name or self.name
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | Mapping | None = None) -> Critique:
+        return self.score_batch([image], [prompt], [spec])[0]
+
+    def score_batch(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], specs: Sequence[PromptSpec | Mapping | None]
+    ) -> list[Critique]:
+        """One verdict per image: the images with requirements detected in one batch, then their colours in one."""
         started = time.perf_counter()
+        images, prompts, specs = check_batch(images, prompts, specs)
+        out: list[Critique | None] = [None] * len(images)
+        todo: list[tuple[int, PromptSpec]] = []
+        for i, (prompt, spec) in enumerate(zip(prompts, specs, strict=True)):
+            parsed = self._spec_or_abstention(prompt, spec, started)
+            if isinstance(parsed, Critique):
+                out[i] = parsed
+            else:
+                todo.append((i, parsed))
+        if todo:
+            found = detect_many(self.detector, [images[i] for i, _ in todo], [spec_classes(s) for _, s in todo])
+            detected = [self._select(d, s) for d, (_, s) in zip(found, todo, strict=True)]
+            asks = [soft_color_asks(s, d) for d, (_, s) in zip(detected, todo, strict=True)]
+            memos = memos_for(self.color_classifier, [images[i] for i, _ in todo], asks)
+            for (i, spec), d, memo in zip(todo, detected, memos, strict=True):
+                out[i] = self._verdict(images[i], spec, d, memo, started)
+        return out
+
+    def _spec_or_abstention(self, prompt: str, spec: PromptSpec | Mapping | None, started: float):
+        """The prompt's spec, or the abstention when there is none to check."""
         try:
             spec = spec_for(prompt, spec)
         except ValueError as err:
             return Critique(critic=self.name, error=str(err), seconds=time.perf_counter() - started)
         if not spec.include and not spec.exclude:
             return Critique(critic=self.name, error="the spec states no requirement", seconds=0.0)
-        classes = sorted({i.cls for i in [*spec.include, *spec.exclude]})
-        detected = select_detections(
-            self.detector(image, classes),
+        return spec
+
+    def _select(self, detections: list[Detection], spec: PromptSpec) -> dict[str, list[Detection]]:
+        return select_detections(
+            detections,
             spec.tag,
             threshold=self.box_threshold,
             counting_threshold=None,
             max_objects=self.max_objects,
             max_overlap=self.nms_iou,
         )
-        colors_of = self._memo_colors(image)
-        parts = soft_parts(spec, detected, colors_of, margin=self.position_threshold, wrong_count=self.wrong_count)
+
+    def _verdict(
+        self, image: Image.Image, spec: PromptSpec, detected: dict[str, list[Detection]], memo: ColorMemo, started
+    ) -> Critique:
+        parts = soft_parts(spec, detected, memo, margin=self.position_threshold, wrong_count=self.wrong_count)
         hard = evaluate_selected(
-            spec,
-            detected,
-            image=image,
-            classify_colors=lambda _image, dets, cls: colors_of(dets, cls),
-            position_threshold=self.position_threshold,
+            spec, detected, image=image, classify_colors=memo.classify, position_threshold=self.position_threshold
         )
         score = sum(p.score for p in parts) / len(parts)
         verdict = Critique(
@@ -175,15 +218,3 @@ class DetectorCritic:
         )
         log.info("detector_scored", critic=self.name, score=verdict.score, seconds=verdict.seconds)
         return verdict
-
-    def _memo_colors(self, image: Image.Image) -> Callable[[list[Detection], str], list[str]]:
-        """Colours per (class, boxes), computed once: the soft parts and GenEval's check share them."""
-        memo: dict[tuple, list[str]] = {}
-
-        def colors_of(dets: list[Detection], cls: str) -> list[str]:
-            key = (cls, tuple(d.box for d in dets))
-            if key not in memo:
-                memo[key] = list(self.color_classifier(image, dets, cls))
-            return memo[key]
-
-        return colors_of

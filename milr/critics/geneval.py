@@ -27,7 +27,9 @@ Public API (the rules import nothing heavier than `milr.critics.base`; ShapesWor
   overall = unweighted mean of the tag scores).
 - `GenEvalOracle` (name "geneval"): a Critic scoring 1/0 per image with a pluggable detector
   (`detector(image, classes) -> list[Detection]`, Mask2Former from transformers by default) and
-  CLIP colours (`milr.critics.vision`). Models load lazily on first use.
+  CLIP colours (`milr.critics.vision`). Models load lazily on first use. `score_batch` detects a
+  batch at once when the detector has `detect_batch` (`BatchDetector`), and classifies every image's
+  colours in one batch when the classifier has `classify_batch` (`BatchColorClassifier`).
 
 `spec` is a `PromptSpec` or GenEval's metadata dict. Rules, exactly as GenEval codes them:
 include clauses AND, exclude clauses OR. Include: the first `count` objects of the class are
@@ -45,12 +47,19 @@ import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal, NamedTuple
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 import structlog
 from PIL import Image
 
-from milr.critics.base import COCO_CLASSES, COLORS, RELATIONS, Critique, PromptSpec  # noqa: F401 (re-exported)
+from milr.critics.base import (  # noqa: F401 (COCO_CLASSES, RELATIONS re-exported)
+    COCO_CLASSES,
+    COLORS,
+    RELATIONS,
+    Critique,
+    PromptSpec,
+    check_batch,
+)
 from milr.critics.spec_parse import spec_for
 
 log = structlog.get_logger(__name__)
@@ -339,8 +348,105 @@ def summarize(results: Iterable[Mapping]) -> dict:
     }
 
 
-# ---------------------------------------------------------------------------------------------- the oracle
+# ---------------------------------------------------------------------------------------------- batches
 Detector = Callable[[Image.Image, Sequence[str]], list[Detection]]
+ColorKey = tuple[str, tuple[Box, ...]]
+
+
+@runtime_checkable
+class BatchDetector(Protocol):
+    """A detector that also detects many images at once, each with its own classes."""
+
+    def __call__(self, image: Image.Image, classes: Sequence[str]) -> list[Detection]: ...
+
+    def detect_batch(
+        self, images: Sequence[Image.Image], classes: Sequence[Sequence[str]]
+    ) -> list[list[Detection]]: ...
+
+
+@runtime_checkable
+class BatchColorClassifier(Protocol):
+    """A colour classifier that also answers many (image, detections, cls) requests at once."""
+
+    def __call__(self, image: Image.Image | None, detections: list[Detection], cls: str) -> list[str]: ...
+
+    def classify_batch(
+        self, requests: Sequence[tuple[Image.Image | None, list[Detection], str]]
+    ) -> list[list[str]]: ...
+
+
+def spec_classes(spec: PromptSpec) -> list[str]:
+    """The classes a detector is asked for: every class the spec names, sorted."""
+    return sorted({i.cls for i in [*spec.include, *spec.exclude]})
+
+
+def detect_many(
+    detector: Detector, images: Sequence[Image.Image], classes: Sequence[Sequence[str]]
+) -> list[list[Detection]]:
+    """Each image's detections: one `detect_batch` call when the detector has it, else one call per image."""
+    if isinstance(detector, BatchDetector):
+        return detector.detect_batch(images, classes)
+    return [list(detector(image, c)) for image, c in zip(images, classes, strict=True)]
+
+
+def color_key(dets: Sequence[Detection], cls: str) -> ColorKey:
+    return cls, tuple(d.box for d in dets)
+
+
+class ColorMemo:
+    """One image's object colours per (class, boxes), asked of the classifier at most once: the rules
+    may ask twice for the same objects (the detector critic's soft parts and GenEval's check), and
+    `memos_for` fills many images' memos ahead in one classifier batch."""
+
+    def __init__(self, classifier: ColorClassifier, image: Image.Image | None):
+        self.classifier, self.image = classifier, image
+        self.known: dict[ColorKey, list[str]] = {}
+
+    def __call__(self, dets: list[Detection], cls: str) -> list[str]:
+        key = color_key(dets, cls)
+        if key not in self.known:
+            self.known[key] = list(self.classifier(self.image, dets, cls))
+        return self.known[key]
+
+    def classify(self, _image: Image.Image | None, dets: list[Detection], cls: str) -> list[str]:
+        """The memo as a `ColorClassifier` (for `evaluate_selected`): always this memo's image."""
+        return self(dets, cls)
+
+
+def memos_for(
+    classifier: ColorClassifier,
+    images: Sequence[Image.Image | None],
+    asks: Sequence[Sequence[tuple[list[Detection], str]]],
+) -> list[ColorMemo]:
+    """One `ColorMemo` per image, holding already the colours of its `asks` ((objects, cls) pairs),
+    computed in one `classify_batch` call when the classifier has it (else one call per ask)."""
+    memos = [ColorMemo(classifier, image) for image in images]
+    pending: dict[tuple[int, ColorKey], tuple[Image.Image | None, list[Detection], str]] = {}
+    for n, (image, wanted) in enumerate(zip(images, asks, strict=True)):
+        for dets, cls in wanted:
+            pending.setdefault((n, color_key(dets, cls)), (image, dets, cls))
+    requests = list(pending.values())
+    if isinstance(classifier, BatchColorClassifier):
+        answers = classifier.classify_batch(requests)
+    else:
+        answers = [classifier(image, dets, cls) for image, dets, cls in requests]
+    for (n, key), colors in zip(pending, answers, strict=True):
+        memos[n].known[key] = list(colors)
+    return memos
+
+
+def geneval_color_asks(spec: PromptSpec, detected: Mapping[str, list[Detection]]) -> list[tuple[list[Detection], str]]:
+    """The (objects, cls) whose colours `evaluate_selected` will ask a classifier for: each colour
+    clause's first `count` objects, when all were found and they carry no colour of their own."""
+    asks = []
+    for item in spec.include:
+        found = detected.get(item.cls, [])[: item.count]
+        if item.color is not None and len(found) == item.count and not all(d.color is not None for d in found):
+            asks.append((found, item.cls))
+    return asks
+
+
+# ---------------------------------------------------------------------------------------------- the oracle
 
 
 def requirement_dict(req: RequirementResult) -> dict:
@@ -404,18 +510,38 @@ class GenEvalOracle:
         self.name = name or self.name
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | Mapping | None = None) -> Critique:
+        return self.score_batch([image], [prompt], [spec])[0]
+
+    def score_batch(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], specs: Sequence[PromptSpec | Mapping | None]
+    ) -> list[Critique]:
+        """One verdict per image: the images with a spec detected in one batch, then their colours in one."""
         started = time.perf_counter()
-        try:
-            spec = spec_for(prompt, spec)
-        except ValueError as err:
-            return Critique(critic=self.name, error=str(err), seconds=time.perf_counter() - started)
-        classes = sorted({i.cls for i in [*spec.include, *spec.exclude]})
-        detected = select_detections(self.detector(image, classes), spec.tag, **self.options)
+        images, prompts, specs = check_batch(images, prompts, specs)
+        out: list[Critique | None] = [None] * len(images)
+        todo: list[tuple[int, PromptSpec]] = []
+        for i, (prompt, spec) in enumerate(zip(prompts, specs, strict=True)):
+            try:
+                todo.append((i, spec_for(prompt, spec)))
+            except ValueError as err:
+                out[i] = Critique(critic=self.name, error=str(err), seconds=time.perf_counter() - started)
+        if todo:
+            found = detect_many(self.detector, [images[i] for i, _ in todo], [spec_classes(s) for _, s in todo])
+            detected = [select_detections(d, s.tag, **self.options) for d, (_, s) in zip(found, todo, strict=True)]
+            asks = [geneval_color_asks(s, d) for d, (_, s) in zip(detected, todo, strict=True)]
+            memos = memos_for(self.color_classifier, [images[i] for i, _ in todo], asks)
+            for (i, spec), d, memo in zip(todo, detected, memos, strict=True):
+                out[i] = self._verdict(images[i], spec, d, memo, started)
+        return out
+
+    def _verdict(
+        self, image: Image.Image, spec: PromptSpec, detected: dict[str, list[Detection]], memo: ColorMemo, started
+    ) -> Critique:
         result = evaluate_selected(
             spec,
             detected,
             image=image,
-            classify_colors=self.color_classifier,
+            classify_colors=memo.classify,
             position_threshold=self.position_threshold,
         )
         verdict = Critique(

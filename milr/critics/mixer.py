@@ -1,8 +1,10 @@
 """`Mixer`: several critics as one (DESIGN §4), a weighted mean over the critics that did not abstain.
 
 The critics run concurrently in a thread pool: network judges wait on sockets and torch releases the
-GIL inside its kernels, so a GPT-4o call overlaps a detector forward pass. Each child's `Critique`
-is kept in `details["critiques"]` (as dicts) for the trace.
+GIL inside its kernels, so a GPT-4o call overlaps a detector forward pass. A batch of images
+(`score_batch`) goes to each critic whole, through `score_many`: one forward for a `BatchCritic`,
+one thread per image otherwise. Each child's `Critique` is kept in `details["critiques"]` (as
+dicts) for the trace.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Literal
 import structlog
 from PIL import Image
 
-from milr.critics.base import Critic, Critique, PromptSpec
+from milr.critics.base import Critic, Critique, PromptSpec, check_batch, score_many
 
 log = structlog.get_logger(__name__)
 
@@ -39,7 +41,8 @@ class Mixer:
             `"renormalize"`: the weighted mean over the critics that scored (abstain only if none did);
             `"fail"`: the mixer abstains as soon as any critic abstains;
             `"zero"`: an abstention counts as score 0 (the authors' "unparsable → failed" convention).
-        max_workers (`int`, *optional*): threads; defaults to one per critic.
+        max_workers (`int`, *optional*): threads running critics at once; defaults to one per critic
+            (within a critic, a batch is `score_many`'s: one forward, or one thread per image).
         name (`str`, *optional*, defaults to `"mixed"`).
 
     A critic that raises becomes an abstention with the exception recorded as its `error`.
@@ -81,39 +84,69 @@ class Mixer:
         return [by_name.get(c.name, w) for c, w in zip(self.critics, self.weights, strict=True)]
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
+        return self.score_batch([image], [prompt], [spec])[0]
+
+    def score_batch(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], specs: Sequence[PromptSpec | None]
+    ) -> list[Critique]:
+        """One mixed `Critique` per image: each critic scores, in one `score_many` call, every image whose
+        spec gives it a positive weight (critics concurrently), then each image is mixed on its own."""
         started = time.perf_counter()
-        weights = self.weights_for(spec)
-        active = [(c, w) for c, w in zip(self.critics, weights, strict=True) if w > 0]
-        image.load()  # decode a lazily opened file once, before threads share the image
-        children = self._run_all([c for c, _ in active], image, prompt, spec)
-        score, error = self._mix([(child, w) for child, (_, w) in zip(children, active, strict=True)])
+        images, prompts, specs = check_batch(images, prompts, specs)
+        for image in images:
+            image.load()  # decode a lazily opened file once, before threads share the image
+        weights = [self.weights_for(spec) for spec in specs]
+        children = self._score_children(images, prompts, specs, weights)
+        return [self._verdict(scored, w, started) for scored, w in zip(children, weights, strict=True)]
+
+    # ------------------------------------------------------------------ internals
+    def _score_children(self, images, prompts, specs, weights: list[list[float]]) -> list[dict[int, Critique]]:
+        """Per image, {critic index: its Critique} for the critics weighing it; a critic whose weight
+        is 0 for an image's spec is not run on that image (no wasted API call)."""
+        rows_of = {j: [i for i, w in enumerate(weights) if w[j] > 0] for j in range(len(self.critics))}
+        jobs = [(j, rows) for j, rows in rows_of.items() if rows]
+        scored: list[dict[int, Critique]] = [{} for _ in images]
+        if not jobs:
+            return scored
+        with ThreadPoolExecutor(max_workers=self.max_workers or len(jobs), thread_name_prefix="critic") as pool:
+            # contextvars do not cross threads by themselves: copy them so that the round/run ids
+            # bound by the graph node reach the children's log lines
+            futures = [
+                pool.submit(
+                    contextvars.copy_context().run,
+                    score_many,
+                    self.critics[j],
+                    [images[i] for i in rows],
+                    [prompts[i] for i in rows],
+                    [specs[i] for i in rows],
+                )
+                for j, rows in jobs
+            ]
+            for (j, rows), future in zip(jobs, futures, strict=True):
+                for i, critique in zip(rows, future.result(), strict=True):
+                    scored[i][j] = critique
+        return scored
+
+    def _verdict(self, scored: dict[int, Critique], weights: list[float], started: float) -> Critique:
+        """One image's mixed Critique from its children's (critic order kept)."""
+        active = [(self.critics[j], weights[j], scored[j]) for j in sorted(scored)]
+        score, error = self._mix([(child, w) for _, w, child in active])
         verdict = Critique(
             critic=self.name,
             score=score,
-            rationale="\n".join(_line(child, w) for child, (_, w) in zip(children, active, strict=True)),
+            rationale="\n".join(_line(child, w) for _, w, child in active),
             details={
-                "critiques": [child.model_dump() for child in children],
-                "weights": {c.name: w for c, w in active},
+                "critiques": [child.model_dump() for _, _, child in active],
+                "weights": {c.name: w for c, w, _ in active},
                 "skipped": [c.name for c, w in zip(self.critics, weights, strict=True) if w <= 0],
                 "policy": self.policy,
             },
             seconds=time.perf_counter() - started,
             error=error,
         )
-        log.info("mixed", critic=self.name, score=score, scores={c.critic: c.score for c in children}, error=error)
+        scores = {child.critic: child.score for _, _, child in active}
+        log.info("mixed", critic=self.name, score=score, scores=scores, error=error)
         return verdict
-
-    # ------------------------------------------------------------------ internals
-    def _run_all(self, critics: list[Critic], image: Image.Image, prompt: str, spec: PromptSpec | None):
-        workers = self.max_workers or len(critics)
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="critic") as pool:
-            # contextvars do not cross threads by themselves: copy them so that the round/run ids
-            # bound by the graph node reach the children's log lines
-            futures = [
-                pool.submit(contextvars.copy_context().run, _run_one, critic, image, prompt, spec)
-                for critic in critics
-            ]
-            return [f.result() for f in futures]
 
     def _mix(self, scored: list[tuple[Critique, float]]) -> tuple[float | None, str | None]:
         abstained = [c.critic for c, _ in scored if c.score is None]
@@ -128,17 +161,6 @@ class Mixer:
             return None, "every critic abstained" if scored else "every critic has weight 0 for this prompt"
         # clamp: float rounding may put a mean of scores in [0, 1] a hair outside it
         return min(1.0, max(0.0, sum(s * w for s, w in pairs) / total)), None
-
-
-def _run_one(critic: Critic, image: Image.Image, prompt: str, spec: PromptSpec | None) -> Critique:
-    started = time.perf_counter()
-    try:
-        return critic(image, prompt, spec)
-    except Exception as err:  # a broken critic must not take the whole round down
-        log.warning("critic_raised", critic=critic.name, error=f"{type(err).__name__}: {err}")
-        return Critique(
-            critic=critic.name, score=None, error=f"{type(err).__name__}: {err}", seconds=time.perf_counter() - started
-        )
 
 
 def _weights_list(names: list[str], weights: Sequence[float] | Mapping[str, float] | None) -> list[float]:

@@ -13,7 +13,8 @@ All three are *substitutions*, not bit-exact ports: scores follow T2I-CompBench'
 will not reproduce its published numbers to the last digit (see each class). `t2i_compbench_critic`
 maps a category to its critic. Weights load lazily on first use (or `load()`) and fail with
 `WeightsUnavailableError` and the fix when they are neither cached nor downloadable; tests pass
-already-built tiny models instead.
+already-built tiny models instead. Each critic has `score_batch`: one forward over up to `batch_size`
+images (the spatial critic through its detector's `detect_batch`), equal to scoring each alone.
 """
 
 from __future__ import annotations
@@ -28,9 +29,18 @@ import structlog
 import torch
 from PIL import Image
 
-from milr.critics.base import Critique, PromptSpec
+from milr.critics.base import Critique, PromptSpec, check_batch
+from milr.critics.geneval import detect_many
 from milr.critics.mixer import Mixer
-from milr.critics.vision import WEIGHTS_HELP, WeightsUnavailableError, _device, _Lazy, load_pretrained
+from milr.critics.vision import (
+    DEFAULT_BATCH_SIZE,
+    WEIGHTS_HELP,
+    WeightsUnavailableError,
+    _device,
+    _Lazy,
+    batches,
+    load_pretrained,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -164,6 +174,10 @@ def _abstain(name: str, error: str, started: float) -> Critique:
     return Critique(critic=name, error=error, seconds=time.perf_counter() - started)
 
 
+def _is_blank(prompt) -> bool:
+    return not isinstance(prompt, str) or not prompt.strip()
+
+
 # ---------------------------------------------------------------------------------------------- BLIP-VQA
 class BlipVQACritic(_Lazy):
     """T2I-CompBench's BLIP-VQA score (colour, shape, texture): the product over the prompt's noun
@@ -177,8 +191,9 @@ class BlipVQACritic(_Lazy):
     - Images are resized to the processor's size (384 px for the port); T2I-CompBench uses 480 px.
       `image_size=480` resizes to 480 and interpolates the position embeddings instead.
     - Noun phrases come from `noun_phrases`, a rule-based stand-in for spaCy's noun chunks.
-    - Questions of one image run batched by token length (see `yes_probabilities`), so each answer
-      equals asking its question alone.
+    - Questions run batched by token length (see `yes_probabilities_batch`), so each answer equals
+      asking its question alone; `score_batch` encodes up to `batch_size` images per forward and
+      batches their questions together.
 
     P(yes) / (P(yes) + P(no)) = sigmoid(logit_yes - logit_no) of the first answer token, with the
     ids of "yes" and "no" from the loaded tokenizer (2748 and 2053 in BLIP's BERT vocabulary, the
@@ -193,6 +208,7 @@ class BlipVQACritic(_Lazy):
         device (`str`, *optional*): defaults to CUDA when available.
         max_chunks (`int`, defaults to 8): questions per prompt (T2I-CompBench's `np_num`).
         image_size (`int`, *optional*): square input size; None keeps the processor's.
+        batch_size (`int`, defaults to 16): images per vision forward in `score_batch`.
         name (`str`, *optional*, defaults to `"blip_vqa"`).
     """
 
@@ -207,6 +223,7 @@ class BlipVQACritic(_Lazy):
         device: str | torch.device | None = None,
         max_chunks: int = MAX_CHUNKS,
         image_size: int | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         name: str | None = None,
     ):
         super().__init__()
@@ -216,7 +233,7 @@ class BlipVQACritic(_Lazy):
         if max_chunks < 1:
             raise ValueError(f"max_chunks must be >= 1, got {max_chunks}")
         self.model, self.processor, self.device = model, processor, _device(device)
-        self.max_chunks, self.image_size = max_chunks, image_size
+        self.max_chunks, self.image_size, self.batch_size = max_chunks, image_size, batch_size
         self.name = name or self.name
         self.yes_no_ids: tuple[int, int] | None = None
         if model is not None:
@@ -252,58 +269,98 @@ class BlipVQACritic(_Lazy):
         whole = prompt.strip().rstrip(".!?").strip()
         return [whole], [f"{whole}?"], True
 
-    @torch.inference_mode()
     def yes_probabilities(self, image: Image.Image, questions: Sequence[str]) -> list[float]:
-        """P(yes) / (P(yes) + P(no)) of the first answer token, per question about `image`.
+        """P(yes) / (P(yes) + P(no)) of the first answer token, per question about `image`."""
+        return self.yes_probabilities_batch([image], [questions])[0]
 
-        The image is encoded once. Questions run in batches of equal token length, never padded:
-        transformers' BLIP text model drops cross-attention masks (seen in 5.24: `BlipTextLayer` hands
-        the mask to `BlipTextSelfAttention` as `attention_mask`, which it then replaces with its unset
+    @torch.inference_mode()
+    def yes_probabilities_batch(
+        self, images: Sequence[Image.Image], questions: Sequence[Sequence[str]]
+    ) -> list[list[float]]:
+        """Per image, P(yes) / (P(yes) + P(no)) of the first answer token for each of its questions.
+
+        Each image is encoded once, `batch_size` images per vision forward. The questions of those
+        images run in batches of equal token length, never padded: transformers' BLIP text model
+        drops cross-attention masks (seen in 5.24: `BlipTextLayer` hands the mask to
+        `BlipTextSelfAttention` as `attention_mask`, which it then replaces with its unset
         `encoder_attention_mask`), so the answer decoder would attend a padded question's padding.
         """
+        if len(images) != len(questions):
+            raise ValueError(f"need one list of questions per image, got {len(questions)} for {len(images)} images")
+        questions = [list(q) for q in questions]
+        out = [[math.nan] * len(q) for q in questions]
+        asked = [i for i, q in enumerate(questions) if q]
+        if not asked:
+            return out
         self.load()
-        questions = list(questions)
-        if not questions:
-            return []
-        model, yes, no = self.model, *self.yes_no_ids
-        size = {"size": {"height": self.image_size, "width": self.image_size}} if self.image_size else {}
-        pixels = self.processor.image_processor(images=image.convert("RGB"), return_tensors="pt", **size)
-        pixels = pixels["pixel_values"].to(self.device, model.dtype)
-        image_embeds = model.vision_model(
-            pixel_values=pixels, interpolate_pos_encoding=self.image_size is not None
-        ).last_hidden_state
-        encoded = self.processor.tokenizer(questions)["input_ids"]
-        by_length: dict[int, list[int]] = {}
-        for i, ids in enumerate(encoded):
-            by_length.setdefault(len(ids), []).append(i)
-        out = [math.nan] * len(encoded)
-        for rows in by_length.values():
-            ids = torch.tensor([encoded[i] for i in rows], dtype=torch.long, device=self.device)
-            mask = torch.ones_like(ids)
-            embeds = image_embeds.expand(len(rows), -1, -1)
-            question_embeds = model.text_encoder(
-                input_ids=ids,
-                attention_mask=mask,
-                encoder_hidden_states=embeds,
-                encoder_attention_mask=torch.ones(embeds.shape[:-1], dtype=torch.long, device=self.device),
-            ).last_hidden_state
-            # one decoder step from the decoder start token ([DEC]), as `BlipForQuestionAnswering.generate`
-            start = torch.full((len(rows), 1), model.decoder_start_token_id, dtype=torch.long, device=self.device)
-            logits = (
-                model.text_decoder(input_ids=start, encoder_hidden_states=question_embeds, encoder_attention_mask=mask)
-                .logits[:, -1]
-                .float()
-            )
-            for i, p in zip(rows, torch.sigmoid(logits[:, yes] - logits[:, no]).tolist(), strict=True):
-                out[i] = p
+        for rows in batches(asked, self.batch_size):
+            image_embeds = self._encode_images([images[i] for i in rows])
+            pairs = [(r, k) for r, i in enumerate(rows) for k in range(len(questions[i]))]
+            encoded = self.processor.tokenizer([questions[rows[r]][k] for r, k in pairs])["input_ids"]
+            by_length: dict[int, list[int]] = {}
+            for n, ids in enumerate(encoded):
+                by_length.setdefault(len(ids), []).append(n)
+            for group in by_length.values():
+                probs = self._answer_yes([encoded[n] for n in group], image_embeds[[pairs[n][0] for n in group]])
+                for n, p in zip(group, probs, strict=True):
+                    r, k = pairs[n]
+                    out[rows[r]][k] = p
         return out
 
+    def _encode_images(self, images: list[Image.Image]) -> torch.Tensor:
+        """[images, patches, D]: BLIP's vision encoder over one batch."""
+        size = {"size": {"height": self.image_size, "width": self.image_size}} if self.image_size else {}
+        pixels = self.processor.image_processor(
+            images=[im.convert("RGB") for im in images], return_tensors="pt", **size
+        )
+        pixels = pixels["pixel_values"].to(self.device, self.model.dtype)
+        return self.model.vision_model(
+            pixel_values=pixels, interpolate_pos_encoding=self.image_size is not None
+        ).last_hidden_state
+
+    def _answer_yes(self, question_ids: list[list[int]], image_embeds: torch.Tensor) -> list[float]:
+        """sigmoid(logit_yes - logit_no) of the first answer token, per question of one token length,
+        each with its own image's embeddings (row i of `image_embeds`)."""
+        model, (yes, no) = self.model, self.yes_no_ids
+        ids = torch.tensor(question_ids, dtype=torch.long, device=self.device)
+        mask = torch.ones_like(ids)
+        question_embeds = model.text_encoder(
+            input_ids=ids,
+            attention_mask=mask,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=self.device),
+        ).last_hidden_state
+        # one decoder step from the decoder start token ([DEC]), as `BlipForQuestionAnswering.generate`
+        start = torch.full((len(question_ids), 1), model.decoder_start_token_id, dtype=torch.long, device=self.device)
+        logits = (
+            model.text_decoder(input_ids=start, encoder_hidden_states=question_embeds, encoder_attention_mask=mask)
+            .logits[:, -1]
+            .float()
+        )
+        return torch.sigmoid(logits[:, yes] - logits[:, no]).tolist()
+
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
+        return self.score_batch([image], [prompt], [spec])[0]
+
+    def score_batch(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], specs: Sequence[PromptSpec | None]
+    ) -> list[Critique]:
+        """One verdict per image; blank prompts abstain, the others share the batched forwards."""
         started = time.perf_counter()
-        if not isinstance(prompt, str) or not prompt.strip():
-            return _abstain(self.name, f"BLIP-VQA needs a non-empty prompt, got {prompt!r}", started)
-        chunks, questions, fallback = self.questions(prompt)
-        probs = self.yes_probabilities(image, questions)
+        images, prompts, _ = check_batch(images, prompts, specs)
+        out: list[Critique | None] = [None] * len(images)
+        asked = {}
+        for i, prompt in enumerate(prompts):
+            if _is_blank(prompt):
+                out[i] = _abstain(self.name, f"BLIP-VQA needs a non-empty prompt, got {prompt!r}", started)
+            else:
+                asked[i] = self.questions(prompt)
+        probs = self.yes_probabilities_batch([images[i] for i in asked], [q for _, q, _ in asked.values()])
+        for (i, (chunks, questions, fallback)), p in zip(asked.items(), probs, strict=True):
+            out[i] = self._verdict(chunks, questions, fallback, p, started)
+        return out
+
+    def _verdict(self, chunks, questions, fallback: bool, probs: list[float], started: float) -> Critique:
         if not all(math.isfinite(p) for p in probs):
             return _abstain(self.name, f"BLIP-VQA gave non-finite probabilities {probs}", started)
         score = math.prod(probs)
@@ -343,7 +400,11 @@ class ClipScoreCritic(_Lazy):
         processor (`CLIPProcessor`, *optional*): its image processor and tokenizer.
         model_name (`str`, defaults to `"openai/clip-vit-base-patch32"`).
         device (`str`, *optional*): defaults to CUDA when available.
+        batch_size (`int`, defaults to 16): images (and prompts) per forward in `score_batch`.
         name (`str`, *optional*, defaults to `"clip"`).
+
+    A batch pads its prompts to the longest, which changes no cosine: CLIP's text attention is causal
+    and the text is pooled at the end-of-text token, before any padding.
     """
 
     name = "clip"
@@ -355,6 +416,7 @@ class ClipScoreCritic(_Lazy):
         *,
         model_name: str = DEFAULT_CLIP,
         device: str | torch.device | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
         name: str | None = None,
     ):
         super().__init__()
@@ -362,6 +424,7 @@ class ClipScoreCritic(_Lazy):
         if (model is None) != (processor is None):
             raise ValueError("pass both a built model and its processor, or neither (to load `model_name`)")
         self.model, self.processor, self.device = model, processor, _device(device)
+        self.batch_size = batch_size
         self.name = name or self.name
         if model is not None:
             self.model = model.to(self.device).eval()
@@ -374,14 +437,29 @@ class ClipScoreCritic(_Lazy):
         self.model = _from_pretrained(CLIPModel, self.model_name, "CLIP").to(self.device).eval()
         self.processor = _from_pretrained(CLIPProcessor, self.model_name, "CLIP")
 
-    @torch.inference_mode()
     def cosine(self, image: Image.Image, prompt: str) -> float:
         """The cosine of CLIP's L2-normalised image and text embeddings."""
+        return self.cosines([image], [prompt])[0]
+
+    @torch.inference_mode()
+    def cosines(self, images: Sequence[Image.Image], prompts: Sequence[str]) -> list[float]:
+        """Per (image, prompt) pair, the cosine of their embeddings; `batch_size` pairs per forward."""
+        if len(images) != len(prompts):
+            raise ValueError(f"need one prompt per image, got {len(prompts)} for {len(images)} images")
+        if not images:
+            return []
         self.load()
-        pixels = self.processor.image_processor(images=image.convert("RGB"), return_tensors="pt")["pixel_values"]
+        out: list[float] = []
+        for rows in batches(range(len(images)), self.batch_size):
+            out.extend(self._cosines([images[i] for i in rows], [prompts[i] for i in rows]))
+        return out
+
+    def _cosines(self, images: list[Image.Image], prompts: list[str]) -> list[float]:
+        rgb = [image.convert("RGB") for image in images]
+        pixels = self.processor.image_processor(images=rgb, return_tensors="pt")["pixel_values"]
         max_length = self.model.config.text_config.max_position_embeddings
         tokens = self.processor.tokenizer(
-            [prompt], padding=True, truncation=True, max_length=max_length, return_tensors="pt"
+            prompts, padding=True, truncation=True, max_length=max_length, return_tensors="pt"
         ).to(self.device)
         image_feats = _features(self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype)))
         text_feats = _features(
@@ -389,13 +467,30 @@ class ClipScoreCritic(_Lazy):
         )
         image_feats = torch.nn.functional.normalize(image_feats.float(), dim=-1)
         text_feats = torch.nn.functional.normalize(text_feats.float(), dim=-1)
-        return float((image_feats * text_feats).sum(-1)[0])
+        return (image_feats * text_feats).sum(-1).tolist()
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
+        return self.score_batch([image], [prompt], [spec])[0]
+
+    def score_batch(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], specs: Sequence[PromptSpec | None]
+    ) -> list[Critique]:
+        """One verdict per image; blank prompts abstain, the others share the batched forwards."""
         started = time.perf_counter()
-        if not isinstance(prompt, str) or not prompt.strip():
-            return _abstain(self.name, f"CLIPScore needs a non-empty prompt, got {prompt!r}", started)
-        cosine = self.cosine(image, prompt)
+        images, prompts, _ = check_batch(images, prompts, specs)
+        out: list[Critique | None] = [None] * len(images)
+        asked = []
+        for i, prompt in enumerate(prompts):
+            if _is_blank(prompt):
+                out[i] = _abstain(self.name, f"CLIPScore needs a non-empty prompt, got {prompt!r}", started)
+            else:
+                asked.append(i)
+        cosines = self.cosines([images[i] for i in asked], [prompts[i] for i in asked])
+        for i, cosine in zip(asked, cosines, strict=True):
+            out[i] = self._verdict(cosine, started)
+        return out
+
+    def _verdict(self, cosine: float, started: float) -> Critique:
         if not math.isfinite(cosine):
             return _abstain(self.name, f"CLIP gave a non-finite cosine {cosine}", started)
         verdict = Critique(
@@ -504,6 +599,9 @@ class T2ISpatialCritic:
         detector (`callable`, *optional*): `(image, classes) -> list[Detection]`; defaults to
             `GroundingDinoDetector()` (`IDEA-Research/grounding-dino-tiny`, loaded lazily).
         box_threshold (`float`, defaults to 0.35): lowest confidence that counts as a detection.
+
+    `score_batch` detects every spatial prompt's two objects in one `detect_batch` call when the
+    detector has it.
     """
 
     name = "t2i_spatial"
@@ -517,14 +615,33 @@ class T2ISpatialCritic:
         self.name = name or self.name
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
+        return self.score_batch([image], [prompt], [spec])[0]
+
+    def score_batch(
+        self, images: Sequence[Image.Image], prompts: Sequence[str], specs: Sequence[PromptSpec | None]
+    ) -> list[Critique]:
+        """One verdict per image; prompts outside the spatial grammar abstain, the others are detected together."""
         started = time.perf_counter()
-        parts = spatial_parts(prompt)
-        if parts is None:
-            relations = ", ".join(SPATIAL_RELATIONS)
-            return _abstain(self.name, f"not a T2I-CompBench spatial prompt (X <relation> Y; {relations})", started)
+        images, prompts, _ = check_batch(images, prompts, specs)
+        out: list[Critique | None] = [None] * len(images)
+        asked: dict[int, tuple[str, str, str]] = {}
+        for i, prompt in enumerate(prompts):
+            parts = spatial_parts(prompt)
+            if parts is None:
+                relations = ", ".join(SPATIAL_RELATIONS)
+                error = f"not a T2I-CompBench spatial prompt (X <relation> Y; {relations})"
+                out[i] = _abstain(self.name, error, started)
+            else:
+                asked[i] = parts
+        found = detect_many(self.detector, [images[i] for i in asked], [[p[0], p[2]] for p in asked.values()])
+        for (i, parts), detections in zip(asked.items(), found, strict=True):
+            out[i] = self._verdict(images[i], parts, detections, started)
+        return out
+
+    def _verdict(self, image: Image.Image, parts: tuple[str, str, str], detections, started: float) -> Critique:
         obj1, relation, obj2 = parts
         best: dict[str, object] = {}
-        for det in self.detector(image, [obj1, obj2]):
+        for det in detections:
             if det.score >= self.box_threshold and (det.cls not in best or det.score > best[det.cls].score):
                 best[det.cls] = det
         found1, found2 = best.get(obj1), best.get(obj2)

@@ -8,7 +8,10 @@
 
 Each wrapper accepts already-built model objects (tests pass tiny random ones) or loads its default
 weights lazily, on first use or `load()`, failing with `WeightsUnavailableError` and the fix when
-they are neither cached nor downloadable. Detectors are callables `(image, classes) -> list[Detection]`.
+they are neither cached nor downloadable. Detectors are callables `(image, classes) -> list[Detection]`
+with a batched `detect_batch(images, classes_per_image)`; the colour classifier batches crops of many
+images with `classify_batch`. A batch runs as one processor call and one forward per `batch_size`
+images, and gives what each image alone would (up to float noise).
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ WEIGHTS_HELP = (
 )
 
 
+# images per forward: a round of a batched run in one or two passes, small enough for ViT-L and
+# GroundingDINO's activations on a consumer GPU
+DEFAULT_BATCH_SIZE = 16
+
+
 class WeightsUnavailableError(OSError):
     """Raised when a critic's model weights can be neither found locally nor downloaded."""
 
@@ -46,6 +54,27 @@ def load_pretrained(loader: Callable, name: str, what: str, **kwargs):
         return loader.from_pretrained(name, **kwargs)
     except OSError as err:
         raise WeightsUnavailableError(WEIGHTS_HELP.format(what=what, name=name) + f" (loader said: {err})") from err
+
+
+def batches(indices: Sequence[int], size: int) -> list[list[int]]:
+    """`indices` cut into consecutive batches of at most `size`."""
+    if size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {size}")
+    indices = list(indices)
+    return [indices[k : k + size] for k in range(0, len(indices), size)]
+
+
+def batches_by_size(images: Sequence[Image.Image], indices: Sequence[int], size: int) -> list[list[int]]:
+    """`indices` of `images` in batches of at most `size` images of one pixel size each.
+
+    Detector processors pad a batch to its largest image, and the backbones (Swin) do not mask the
+    padding: an image batched with a larger one would see grey borders it does not see alone.
+    A round's images all have one size, so this is one group in practice.
+    """
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i in indices:
+        groups.setdefault(images[i].size, []).append(i)
+    return [chunk for rows in groups.values() for chunk in batches(rows, size)]
 
 
 class _Lazy:
@@ -91,7 +120,9 @@ class ClipColorClassifier(_Lazy):
         colors, templates: GenEval's 10 colours and 3 templates (`{color}`, `{cls}` placeholders).
         background (`str`, *optional*, defaults to `"#999"`): where masked objects are pasted; None keeps
             the original pixels around the object.
-    Call: `classifier(image, detections, cls) -> [colour per detection]`.
+        batch_size (`int`, defaults to 16): crops per CLIP forward.
+    Call: `classifier(image, detections, cls) -> [colour per detection]`; `classify_batch` does many
+    such requests (of many images) with their crops batched together.
     """
 
     def __init__(
@@ -105,11 +136,12 @@ class ClipColorClassifier(_Lazy):
         templates: Sequence[str] = COLOR_TEMPLATES,
         background: str | None = BACKGROUND,
         device: str | torch.device | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ):
         super().__init__()
         self.model, self.image_processor, self.tokenizer = model, image_processor, tokenizer
         self.model_name, self.colors, self.templates = model_name, tuple(colors), tuple(templates)
-        self.background, self.device = background, _device(device)
+        self.background, self.device, self.batch_size = background, _device(device), batch_size
         self._classifiers: dict[str, torch.Tensor] = {}
         if model is not None:
             self.model = model.to(self.device).eval()
@@ -140,22 +172,42 @@ class ClipColorClassifier(_Lazy):
             self._classifiers[cls] = torch.stack(rows)
         return self._classifiers[cls]
 
-    @torch.no_grad()
     def __call__(self, image: Image.Image | None, detections: Sequence[Detection], cls: str) -> list[str]:
-        if not detections:
-            return []
-        if image is None:
-            raise ValueError("colour classification needs the image")
-        self.load()
-        feats = self.image_embeddings([crop_object(image, d, self.background) for d in detections])
-        picks = (feats @ self.class_embeddings(cls).T).argmax(-1)
-        return [self.colors[i] for i in picks.tolist()]
+        return self.classify_batch([(image, detections, cls)])[0]
+
+    @torch.no_grad()
+    def classify_batch(
+        self, requests: Sequence[tuple[Image.Image | None, Sequence[Detection], str]]
+    ) -> list[list[str]]:
+        """The colour of each detection, per (image, detections, cls) request; every request's crops go
+        through CLIP together, `batch_size` at a time (CLIP's processor resizes each crop alone, so
+        batching changes no pixel)."""
+        crops = []
+        for image, detections, _ in requests:
+            if detections and image is None:
+                raise ValueError("colour classification needs the image")
+            crops.extend(crop_object(image, d, self.background) for d in detections)
+        if not crops:
+            return [[] for _ in requests]
+        feats = self.image_embeddings(crops)
+        out, start = [], 0
+        for _, detections, cls in requests:
+            own = feats[start : start + len(detections)]
+            start += len(detections)
+            picks = (own @ self.class_embeddings(cls).T).argmax(-1).tolist() if detections else []
+            out.append([self.colors[i] for i in picks])
+        return out
 
     @torch.no_grad()
     def image_embeddings(self, images: Sequence[Image.Image]) -> torch.Tensor:
-        """[N, D] normalised CLIP image embeddings."""
+        """[N, D] normalised CLIP image embeddings, `batch_size` images per forward."""
         self.load()
-        pixels = self.image_processor(images=list(images), return_tensors="pt")["pixel_values"]
+        images = list(images)
+        chunks = [self._embed([images[i] for i in rows]) for rows in batches(range(len(images)), self.batch_size)]
+        return torch.cat(chunks)
+
+    def _embed(self, images: list[Image.Image]) -> torch.Tensor:
+        pixels = self.image_processor(images=images, return_tensors="pt")["pixel_values"]
         feats = self.model.get_image_features(pixel_values=pixels.to(self.device, self.model.dtype)).pooler_output
         return torch.nn.functional.normalize(feats.float(), dim=-1)
 
@@ -185,6 +237,11 @@ class GroundingDinoDetector(_Lazy):
     labels back to classes, and sidesteps `post_process_grounded_object_detection`'s renamed
     threshold argument (`box_threshold` in 4.4x, `threshold` in 5.x). Queries scoring at most
     `min_score` are dropped; thresholds, caps and NMS are the critic's business.
+
+    `detect_batch` runs up to `batch_size` images of one size per forward, each with its own caption.
+    Captions are padded to the longest, which changes no real token's output: the text backbone's
+    attention is the phrase mask built from delimiter tokens (padding belongs to no phrase), and the
+    fusion layers and class logits mask padding through the attention mask.
     """
 
     def __init__(
@@ -195,10 +252,11 @@ class GroundingDinoDetector(_Lazy):
         model_name: str = "IDEA-Research/grounding-dino-tiny",
         device: str | torch.device | None = None,
         min_score: float = 0.05,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ):
         super().__init__()
         self.model, self.processor, self.model_name = model, processor, model_name
-        self.device, self.min_score = _device(device), min_score
+        self.device, self.min_score, self.batch_size = _device(device), min_score, batch_size
         if model is not None:
             self.model = model.to(self.device).eval()
             self._loaded = True
@@ -210,32 +268,63 @@ class GroundingDinoDetector(_Lazy):
         self.model = self.model.to(self.device).eval()
         self.processor = load_pretrained(AutoProcessor, self.model_name, "GroundingDINO")
 
-    @torch.no_grad()
     def __call__(self, image: Image.Image, classes: Sequence[str]) -> list[Detection]:
+        return self.detect_batch([image], [classes])[0]
+
+    @torch.no_grad()
+    def detect_batch(self, images: Sequence[Image.Image], classes: Sequence[Sequence[str]]) -> list[list[Detection]]:
+        """Each image's detections of its own classes (an image without classes gets none)."""
+        _check_classes(images, classes)
         self.load()
-        classes = list(dict.fromkeys(classes))
-        if not classes:
-            return []
-        image = image.convert("RGB")
-        caption, spans = grounding_caption(classes)
-        inputs = self.processor(images=image, text=caption, return_tensors="pt").to(self.device)
+        wanted = [list(dict.fromkeys(c)) for c in classes]
+        out: list[list[Detection]] = [[] for _ in images]
+        for rows in batches_by_size(images, [i for i, c in enumerate(wanted) if c], self.batch_size):
+            found = self._detect([images[i].convert("RGB") for i in rows], [wanted[i] for i in rows])
+            for i, dets in zip(rows, found, strict=True):
+                out[i] = dets
+        return out
+
+    def _detect(self, images: list[Image.Image], classes: list[list[str]]) -> list[list[Detection]]:
+        captions, spans = zip(*(grounding_caption(c) for c in classes), strict=True)
+        inputs = self.processor(images=images, text=list(captions), padding="longest", return_tensors="pt")
+        inputs = inputs.to(self.device)
+        positions = [
+            self._class_tokens(caption, span, cls, inputs["input_ids"][b].tolist(), inputs["attention_mask"][b])
+            for b, (caption, span, cls) in enumerate(zip(captions, spans, classes, strict=True))
+        ]
+        outputs = self.model(**inputs)
+        return [
+            self._detections(outputs, b, cls, pos, image.size)
+            for b, (image, cls, pos) in enumerate(zip(images, classes, positions, strict=True))
+        ]
+
+    def _class_tokens(self, caption: str, spans, classes: list[str], row_ids: list[int], row_mask) -> list[list[int]]:
+        """Per class, its token positions in the caption's row of the batch (checked against the
+        tokenizer, whose offsets locate the classes: a shift would score the wrong tokens)."""
         encoded = self.processor.tokenizer(caption, return_offsets_mapping=True)
-        if encoded["input_ids"] != inputs["input_ids"][0].tolist():
+        n = len(encoded["input_ids"])
+        if encoded["input_ids"] != row_ids[:n] or int(row_mask.sum()) != n:
             raise ValueError(f"the processor tokenised {caption!r} differently from its tokenizer; spans would shift")
-        offsets = encoded["offset_mapping"]
-        positions = [token_positions(offsets, span) for span in spans]
+        positions = [token_positions(encoded["offset_mapping"], span) for span in spans]
         missing = [c for c, p in zip(classes, positions, strict=True) if not p]
         if missing:
             raise ValueError(f"the tokenizer kept no token of {missing} in {caption!r}")
-        outputs = self.model(**inputs)
-        probs = outputs.logits[0].float().sigmoid()  # [queries, text positions]
+        return positions
+
+    def _detections(self, outputs, b: int, classes: list[str], positions, size: tuple[int, int]) -> list[Detection]:
+        probs = outputs.logits[b].float().sigmoid()  # [queries, text positions]
         per_class = torch.stack([probs[:, p].max(-1).values for p in positions], -1)  # [queries, classes]
         scores, which = per_class.max(-1)
-        w, h = image.size
-        cx, cy, bw, bh = outputs.pred_boxes[0].float().unbind(-1)  # relative centre format
+        w, h = size
+        cx, cy, bw, bh = outputs.pred_boxes[b].float().unbind(-1)  # relative centre format
         boxes = torch.stack([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h], -1)
         keep = (scores > self.min_score).nonzero().flatten().tolist()
         return [Detection(classes[which[q]], tuple(boxes[q].tolist()), float(scores[q])) for q in keep]
+
+
+def _check_classes(images: Sequence[Image.Image], classes: Sequence) -> None:
+    if len(images) != len(classes):
+        raise ValueError(f"need one list of classes per image, got {len(classes)} for {len(images)} images")
 
 
 # ---------------------------------------------------------------------------------------------- Mask2Former
@@ -258,7 +347,8 @@ class Mask2FormerDetector(_Lazy):
 
     `input_size` is the resize of the default processor: mmdet's test scale for GenEval's config
     (shorter side 800, longer at most 1333, aspect kept), not the 384×384 of the hub's processor
-    config; None keeps the processor's own.
+    config; None keeps the processor's own. `detect_batch` runs up to `batch_size` images of one size
+    per forward.
     """
 
     def __init__(
@@ -271,10 +361,11 @@ class Mask2FormerDetector(_Lazy):
         device: str | torch.device | None = None,
         min_score: float = 0.3,
         input_size: dict | None = MMDET_TEST_SCALE,
+        batch_size: int = DEFAULT_BATCH_SIZE,
     ):
         super().__init__()
         self.model, self.image_processor, self.model_name = model, image_processor, model_name
-        self.input_size = input_size
+        self.input_size, self.batch_size = input_size, batch_size
         self.label_names, self.device, self.min_score = label_names, _device(device), min_score
         if model is not None:
             self.model = model.to(self.device).eval()
@@ -296,15 +387,29 @@ class Mask2FormerDetector(_Lazy):
             return list(COCO_CLASSES)  # same order; GenEval's spellings ("tv remote", not "remote")
         return [id2label[i] for i in range(len(id2label))]
 
-    @torch.no_grad()
     def __call__(self, image: Image.Image, classes: Sequence[str] | None = None) -> list[Detection]:
+        return self.detect_batch([image], [classes])[0]
+
+    @torch.no_grad()
+    def detect_batch(
+        self, images: Sequence[Image.Image], classes: Sequence[Sequence[str] | None]
+    ) -> list[list[Detection]]:
+        """Each image's detections, of its classes only (None: every class)."""
+        _check_classes(images, classes)
         self.load()
-        image = image.convert("RGB")
-        inputs = self.image_processor(images=image, return_tensors="pt").to(self.device)
-        outputs = self.model(pixel_values=inputs["pixel_values"], pixel_mask=inputs.get("pixel_mask"))
-        result = self.image_processor.post_process_instance_segmentation(
-            outputs, threshold=self.min_score, target_sizes=[image.size[::-1]], return_binary_maps=True
-        )[0]
+        out: list[list[Detection]] = [[] for _ in images]
+        for rows in batches_by_size(images, range(len(images)), self.batch_size):
+            rgb = [images[i].convert("RGB") for i in rows]
+            inputs = self.image_processor(images=rgb, return_tensors="pt").to(self.device)
+            outputs = self.model(pixel_values=inputs["pixel_values"], pixel_mask=inputs.get("pixel_mask"))
+            results = self.image_processor.post_process_instance_segmentation(
+                outputs, threshold=self.min_score, target_sizes=[im.size[::-1] for im in rgb], return_binary_maps=True
+            )
+            for i, result in zip(rows, results, strict=True):
+                out[i] = self._detections(result, classes[i])
+        return out
+
+    def _detections(self, result: dict, classes: Sequence[str] | None) -> list[Detection]:
         names, wanted = self.names(), set(classes) if classes is not None else None
         out = []
         for i, info in enumerate(result["segments_info"]):

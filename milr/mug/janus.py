@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from transformers import (
 )
 
 from milr import prompts
+from milr.mug.static import StaticDecoder, batch_bucket, pad_rows
 
 SPECIAL_TOKENS = {
     "bos": "<｜begin▁of▁sentence｜>",
@@ -163,6 +165,27 @@ def _advance(mask: torch.Tensor | None, positions: torch.Tensor) -> tuple[torch.
     return mask, positions[:, -1:] + 1
 
 
+class _DynamicSession:
+    """The eager decode: a `DynamicCache` and a mask that grow by one column per step. Call it with each
+    step's inputs; it returns the last hidden states [rows, H]."""
+
+    def __init__(self, lm, mask: torch.Tensor | None, positions: torch.Tensor):
+        self.lm, self.mask, self.positions = lm, mask, positions
+        self.cache = DynamicCache()
+
+    def __call__(self, *, input_ids=None, inputs_embeds=None) -> torch.Tensor:
+        h = self.lm(
+            input_ids=input_ids,
+            inputs_embeds=inputs_embeds,
+            attention_mask=self.mask,
+            position_ids=self.positions,
+            cache=self.cache,
+            use_cache=True,
+        ).last_hidden_state[:, -1]
+        self.mask, self.positions = _advance(self.mask, self.positions)
+        return h
+
+
 class JanusMUG:
     """Janus-Pro (or any `JanusForConditionalGeneration`) with latent-keeping decode loops.
 
@@ -190,6 +213,7 @@ class JanusMUG:
         self.device, self.dtype, self.name = device, dtype, name
         self.max_reasoning_tokens = max_reasoning_tokens
         self.compile = compile  # static KV cache + compiled decode step (MILRConfig.compile)
+        self.static: StaticDecoder | None = None  # built at the first decode with `compile` on
         self.ids = {key: self._token_id(tok) for key, tok in SPECIAL_TOKENS.items()}
         self.num_image_tokens = model.config.vision_config.num_image_tokens
         self.context_length = model.config.text_config.max_position_embeddings
@@ -344,33 +368,46 @@ class JanusMUG:
             caps.append(min(max_new, self.context_length - len(ids)))
         return self._text_loop(rows, forced, caps) if rows else []
 
+    def _width(self, count: int) -> int:
+        """Rows a batch of `count` decodes as: itself, or its bucket on the compiled path (few graphs)."""
+        return batch_bucket(count) if self.compile else count
+
+    @contextmanager
+    def _session(self, mask: torch.Tensor | None, positions: torch.Tensor, new_tokens: int):
+        """The decode state of one batch: eager `DynamicCache`, or with `compile` on a pooled static
+        cache whose steps after the prefill run compiled (milr/mug/static.py)."""
+        if not self.compile:
+            yield _DynamicSession(self.model.model.language_model, mask, positions)
+            return
+        if self.static is None:
+            self.static = StaticDecoder(self.model.model.language_model)
+        with self.static.session(mask, positions, new_tokens) as session:
+            yield session
+
     def _text_loop(self, rows: list[list[int]], forced: list[list[int]], caps: list[int]) -> list[TextRollout]:
-        lm = self.model.model.language_model
-        batch = len(rows)
-        cache = DynamicCache()
-        inputs, mask, positions = left_pad(rows, self.ids["pad"], self.device)
+        batch, width = len(rows), self._width(len(rows))
+        inputs, mask, positions = left_pad(pad_rows(rows, width), self.ids["pad"], self.device)
         out_ids: list[list[int]] = [[] for _ in rows]
         latents: list[list[torch.Tensor]] = [[] for _ in rows]
         done = [False] * batch
-        for step in range(max(caps)):
-            h = lm(
-                input_ids=inputs, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
-            ).last_hidden_state[:, -1]  # [B, H]
-            greedy = self.model.lm_head(h).argmax(-1).tolist()
-            next_tokens = []
-            for r in range(batch):
-                if not done[r]:
-                    latents[r].append(h[r])
-                    is_forced = step < len(forced[r])
-                    tok = forced[r][step] if is_forced else greedy[r]
-                    out_ids[r].append(tok)
-                    done[r] = (tok == self.ids["eos"] and not is_forced) or len(out_ids[r]) >= caps[r]
-                # A finished row keeps feeding pad (its outputs are ignored) so the batch stays rectangular.
-                next_tokens.append(out_ids[r][-1] if not done[r] else self.ids["pad"])
-            if all(done):
-                break
-            inputs = torch.tensor(next_tokens, device=self.device).view(batch, 1)
-            mask, positions = _advance(mask, positions)
+        with self._session(mask, positions, max(caps)) as step:
+            for s in range(max(caps)):
+                h = step(input_ids=inputs)[:batch]  # [B, H]; bucket filler rows dropped
+                greedy = self.model.lm_head(h).argmax(-1).tolist()
+                next_tokens = []
+                for r in range(batch):
+                    if not done[r]:
+                        latents[r].append(h[r])
+                        is_forced = s < len(forced[r])
+                        tok = forced[r][s] if is_forced else greedy[r]
+                        out_ids[r].append(tok)
+                        done[r] = (tok == self.ids["eos"] and not is_forced) or len(out_ids[r]) >= caps[r]
+                    # A finished row keeps feeding pad (its outputs are ignored) so the batch stays rectangular.
+                    next_tokens.append(out_ids[r][-1] if not done[r] else self.ids["pad"])
+                if all(done):
+                    break
+                next_tokens += [self.ids["pad"]] * (width - batch)
+                inputs = torch.tensor(next_tokens, device=self.device).view(width, 1)
         return [
             TextRollout(
                 ids=ids, text=self.tokenizer.decode(ids, skip_special_tokens=True).strip(), latents=torch.stack(z)
@@ -478,32 +515,33 @@ class JanusMUG:
     def _image_tokens(self, rows, forced, cfg, temperature, generators, record_logits):
         """The CFG token loop: `rows` = all conditional rows, then all unconditional ones (transformers'
         order). Returns tokens [B, N], latents [N, 2B, H] and, when recorded, fused logits [N, B, V]."""
-        lm = self.model.model.language_model
         count, n = len(forced), self.num_image_tokens
-        cache = DynamicCache()
+        width = self._width(count)  # images decoded; rows past `count` fill the bucket, outputs unused
+        rows = [*pad_rows(rows[:count], width), *pad_rows(rows[count:], width)]
         ids, mask, positions = left_pad(rows, self.ids["pad"], self.device)
-        embeds = self.model.get_input_embeddings()(ids)  # [2B, T, H]
-        tokens = torch.empty(count, n, dtype=torch.long, device=self.device)
-        latents = torch.empty(n, 2 * count, lm.config.hidden_size, device=self.device, dtype=self.dtype)
+        tokens = torch.empty(width, n, dtype=torch.long, device=self.device)
+        hidden = self.model.model.language_model.config.hidden_size
+        latents = torch.empty(n, 2 * count, hidden, device=self.device, dtype=self.dtype)
         fused_all = [] if record_logits else None
-        for i in range(n):
-            h = lm(
-                inputs_embeds=embeds, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True
-            ).last_hidden_state[:, -1]  # [2B, H]
-            latents[i] = h
-            fused = self.image_logits(torch.stack([h[:count], h[count:]], 1), cfg, temperature)  # [B, V]
-            if fused_all is not None:
-                fused_all.append(fused)
-            probs = torch.softmax(fused, -1)
-            for b in range(count):
-                if i in forced[b]:
-                    tokens[b, i] = forced[b][i]
-                else:
-                    tokens[b, i] = torch.multinomial(probs[b], 1, generator=generators[b])[0]
-            if i + 1 < n:
-                embeds = self.model.prepare_embeddings_for_image_generation(tokens[:, i : i + 1].repeat(2, 1))
-                mask, positions = _advance(mask, positions)
-        return tokens, latents, (torch.stack(fused_all) if fused_all is not None else None)
+        with self._session(mask, positions, n) as step:
+            embeds = self.model.get_input_embeddings()(ids)  # [2W, T, H]
+            for i in range(n):
+                h = step(inputs_embeds=embeds)  # [2W, H]
+                cond, uncond = h[:count], h[width : width + count]
+                latents[i, :count], latents[i, count:] = cond, uncond
+                fused = self.image_logits(torch.stack([cond, uncond], 1), cfg, temperature)  # [B, V]
+                if fused_all is not None:
+                    fused_all.append(fused)
+                probs = torch.softmax(fused, -1)
+                for b in range(count):
+                    if i in forced[b]:
+                        tokens[b, i] = forced[b][i]
+                    else:
+                        tokens[b, i] = torch.multinomial(probs[b], 1, generator=generators[b])[0]
+                tokens[count:, i] = tokens[0, i]
+                if i + 1 < n:
+                    embeds = self.model.prepare_embeddings_for_image_generation(tokens[:, i : i + 1].repeat(2, 1))
+        return tokens[:count], latents, (torch.stack(fused_all) if fused_all is not None else None)
 
     @torch.no_grad()
     def decode_image(self, ids: list[int]) -> Image.Image:
@@ -512,13 +550,17 @@ class JanusMUG:
 
     @torch.no_grad()
     def decode_images(self, rows: list[list[int]]) -> list[Image.Image]:
-        """VQ-decode several token rows at once; pixels are clipped, then truncated to uint8 as
-        DeepSeek's code does (rounding would move about half of all values by one)."""
+        """VQ-decode token rows, one image at a time: decoded in a batch, float noise of the batched
+        convolutions moves a pixel by one level now and then, and an image would depend on its batch
+        mates. Pixels are clipped, then truncated to uint8 as DeepSeek's code does (rounding would
+        move about half of all values by one)."""
+        images = []
         for ids in rows:
             self._check_ids("image ids", ids, self.image_vocab)
-        pixels = self.model.decode_image_tokens(torch.tensor(rows, device=self.device)).float()  # [B, H, W, 3]
-        arr = ((pixels + 1) / 2 * 255).clamp(0, 255).to(torch.uint8).cpu().numpy()
-        return [Image.fromarray(a, mode="RGB") for a in arr]
+            pixels = self.model.decode_image_tokens(torch.tensor([ids], device=self.device))[0].float()  # [H, W, 3]
+            arr = ((pixels + 1) / 2 * 255).clamp(0, 255).to(torch.uint8).cpu().numpy()
+            images.append(Image.fromarray(arr, mode="RGB"))
+        return images
 
     # ------------------------------------------------------------------ understanding
     @torch.no_grad()

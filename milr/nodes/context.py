@@ -1,15 +1,22 @@
-"""What the three graph nodes share: the checkpointed state, the run context and the latent store.
+"""What the graph nodes share: the checkpointed state of a batch of runs, the run context, and the
+per-run latent stores.
 
-`MILRState` holds only serialisable values (DESIGN §2): LangGraph's serializer cannot hold tensors
-or images, so those live in the in-process `LatentStore` and in the trace folder, and a resumed run
-reads them back from `latents/round_XX.safetensors`.
+A *run* is one prompt's MILR loop (DESIGN §2). The graph advances a batch of runs together; the
+state holds every active run's plain values (`RunState`, keyed by run id) and the queue of runs
+waiting for a slot. LangGraph's serializer cannot hold tensors or images, so those live in the
+in-process `LatentStore` of each run and in its trace folder; a resumed run reads them back from
+`latents/round_XX.safetensors`.
+
+Each run moves through phases, so a node knows which runs are its work:
+`new` (admitted, round 0 not drawn) → `generated` → `critiqued` → `updated` → `generated` → …
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import TypedDict
+from pathlib import Path
+from typing import Literal, TypedDict
 
 import torch
 from PIL import Image
@@ -20,13 +27,27 @@ from milr.mug.janus import JanusMUG, TextRollout
 from milr.mug.latents import LatentPrefix, image_positions, text_prefix_length
 from milr.traces import TraceWriter
 
+Phase = Literal["new", "generated", "critiqued", "updated"]
 
-class MILRState(TypedDict, total=False):
-    """Checkpointed graph state: plain values only."""
 
+class QueuedRun(TypedDict, total=False):
+    """A run waiting for a slot. `resume`: continue the trace folder already at `out/run_id`."""
+
+    run_id: str
     prompt: str
     spec: dict | None
+    seed: int
+    resume: bool
+
+
+class RunState(TypedDict, total=False):
+    """One active run: plain values only."""
+
     run_id: str
+    prompt: str
+    spec: dict | None
+    seed: int
+    phase: Phase
     round: int  # the round generated last (-1 before round 0)
     score: float | None  # mixed score of that round
     scores: list[float | None]  # every finished round's score, in order
@@ -38,17 +59,58 @@ class MILRState(TypedDict, total=False):
     update_stats: dict  # grad and step norms of that update
     seconds: dict  # decode / critics / update seconds of this round
     stop_reason: str | None
+    started: float  # wall clock (time.time()) when this process took the run up
+
+
+class MILRState(TypedDict, total=False):
+    """Checkpointed graph state. Input: `prompt` (one run), `prompts` (+ optional `specs`, `seeds`),
+    or a ready `queue`; the first scheduling step turns the first two into the queue."""
+
+    prompt: str
+    prompts: list[str]
+    specs: list[dict | None]
+    seeds: list[int]
+    queue: list[QueuedRun]
+    runs: dict[str, RunState]  # active runs (the batch), keyed by run id
+    finished: list[str]  # run ids whose summary is on disk, in the order they finished
 
 
 @dataclass
 class MILRContext:
-    """Run-time objects the nodes need; passed as LangGraph's runtime context, never checkpointed."""
+    """Run-time objects the nodes need; LangGraph's runtime context, never checkpointed.
+
+    `config` holds every setting but the seed, which is per run. `max_batch` runs share a decode.
+    Build one from plain settings with `milr.orchestrator.build_context`."""
 
     mug: JanusMUG
     critic: Critic
     config: MILRConfig
-    writer: TraceWriter
-    store: LatentStore
+    out: Path
+    max_batch: int = 16
+    stores: dict[str, LatentStore] = field(default_factory=dict)
+    writers: dict[str, TraceWriter] = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.out = Path(self.out)
+        if self.max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+
+    def store(self, run_id: str) -> LatentStore:
+        return self.stores.setdefault(run_id, LatentStore())
+
+    def writer(self, run_id: str) -> TraceWriter:
+        """The run's trace writer; a run this process did not start is reopened to append."""
+        if run_id not in self.writers:
+            self.writers[run_id] = TraceWriter(self.out / run_id, resume=True)
+        return self.writers[run_id]
+
+    def run_config(self, run: RunState | QueuedRun) -> MILRConfig:
+        return self.config.override(seed=run["seed"])
+
+    def release(self, run_id: str) -> None:
+        """Free a finished run's tensors and writer (its slot goes to the next queued run)."""
+        self.stores.pop(run_id, None)
+        self.writers.pop(run_id, None)
 
 
 @dataclass
@@ -60,7 +122,6 @@ class LatentStore:
     generator: torch.Generator | None = None
     reasoning: TextRollout | None = None  # last reasoning decode (reused when its prefix is unchanged)
     image_out: Image.Image | None = None  # the last round's image, until the critique writes it
-    restored_round: int = field(default=-1)
 
     @property
     def ready(self) -> bool:
@@ -108,3 +169,16 @@ class LatentStore:
         ids = json.loads(meta["reasoning_ids"])
         # Latents of the full reasoning are not needed after round 0: only the optimised prefix is.
         self.reasoning = TextRollout(ids=ids, text=meta["reasoning"], latents=torch.empty(0))
+
+
+def active(state: MILRState, phase: Phase) -> list[RunState]:
+    """The active runs in `phase`, in slot order."""
+    return [run for run in state.get("runs", {}).values() if run.get("phase") == phase]
+
+
+def with_runs(state: MILRState, changed: list[RunState]) -> dict:
+    """The node's update: every active run, with `changed` ones replaced (state holds whole values)."""
+    runs = dict(state.get("runs", {}))
+    for run in changed:
+        runs[run["run_id"]] = run
+    return {"runs": runs}

@@ -1,5 +1,6 @@
-"""`critique` node: score the round's image, write the finished round to the trace, decide whether
-to stop. A round is on disk (image, record, latents) before the next one starts."""
+"""`critique` node: score every run's new image (one batch through the critic), write each finished
+round to its trace, decide per run whether to stop. A round is on disk (image, record, latents)
+before the next one starts."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import structlog
 from langgraph.runtime import Runtime
 
 from milr.config import MILRConfig
-from milr.critics.base import Critique, PromptSpec
+from milr.critics.base import Critique, PromptSpec, score_many
 from milr.mug.latents import reward_from_score
-from milr.nodes.context import MILRContext, MILRState
+from milr.nodes.context import MILRContext, MILRState, RunState, active, with_runs
 from milr.traces import CriticScore, RoundRecord
 
 log = structlog.get_logger(__name__)
@@ -28,55 +29,76 @@ def stop_reason(score: float | None, round_: int, config: MILRConfig) -> str | N
 
 def critique(state: MILRState, runtime: Runtime[MILRContext]) -> dict:
     ctx = runtime.context
-    k = state["round"]
-    spec = PromptSpec.model_validate(state["spec"]) if state.get("spec") else None
+    runs = active(state, "generated")
+    if not runs:
+        return {}
     started = time.perf_counter()
-    verdict = ctx.critic(ctx.store.image_out, state["prompt"], spec)
-    seconds = dict(state["seconds"], critics=time.perf_counter() - started)
+    verdicts = score_many(
+        ctx.critic,
+        [ctx.store(run["run_id"]).image_out for run in runs],
+        [run["prompt"] for run in runs],
+        [PromptSpec.model_validate(run["spec"]) if run.get("spec") else None for run in runs],
+    )
+    critics_seconds = time.perf_counter() - started
+    finished = [_finish_round(ctx, run, v, critics_seconds, runtime) for run, v in zip(runs, verdicts, strict=True)]
+    return with_runs(state, finished)
+
+
+def _finish_round(ctx: MILRContext, run: RunState, verdict: Critique, critics_seconds: float, runtime) -> RunState:
+    k, run_id = run["round"], run["run_id"]
+    seconds = dict(run["seconds"], critics=critics_seconds)
+    store = ctx.store(run_id)
+    record = _round_record(ctx, run, verdict, seconds)
+    writer = ctx.writer(run_id)
+    writer.write_round(record, store.image_out)
     score = verdict.score
-    record = _round_record(state, ctx, verdict, seconds)
-    ctx.writer.write_round(record, ctx.store.image_out)
     reason = stop_reason(score, k, ctx.config)
     per_critic = {c.critic: c.score for c in record.critiques}
-    log.info("round_end", run_id=state["run_id"], round=k, score=score, critics=per_critic, seconds=seconds)
+    log.info("round_end", run_id=run_id, round=k, score=score, critics=per_critic, seconds=seconds)
     runtime.stream_writer(
         {
             "event": "round_end",
-            "run_id": state["run_id"],
+            "run_id": run_id,
             "round": k,
             "score": score,
             "critics": per_critic,
-            "reasoning": state["reasoning"],
-            "image": str(ctx.writer.run_dir / record.image),
+            "reasoning": run["reasoning"],
+            "image": str(writer.run_dir / record.image),
             "stop_reason": reason,
         }
     )
-    return {"score": score, "scores": [*state.get("scores", []), score], "seconds": {}, "stop_reason": reason}
+    return {
+        **run,
+        "phase": "critiqued",
+        "score": score,
+        "scores": [*run.get("scores", []), score],
+        "seconds": {},
+        "stop_reason": reason,
+    }
 
 
-def _round_record(state: MILRState, ctx: MILRContext, verdict: Critique, seconds: dict) -> RoundRecord:
-    k = state["round"]
-    tensors, meta = ctx.store.tensors()
-    latents = ctx.writer.save_latents(k, tensors, meta)
+def _round_record(ctx: MILRContext, run: RunState, verdict: Critique, seconds: dict) -> RoundRecord:
+    k = run["round"]
+    tensors, meta = ctx.store(run["run_id"]).tensors()
+    latents = ctx.writer(run["run_id"]).save_latents(k, tensors, meta)
     children = verdict.details.get("critiques")
     critiques = (
         [CriticScore.model_validate(c) for c in children] if children else [CriticScore(**verdict.model_dump())]
     )
-    tokenizer = ctx.mug.tokenizer
     return RoundRecord(
         round=k,
-        modality=state["updated"],
-        reasoning=state["reasoning"],
-        text_prefix=tokenizer.decode(state["text_prefix_ids"], skip_special_tokens=True),
-        text_prefix_ids=state["text_prefix_ids"],
-        text_prefix_changed=state["text_prefix_changed"],
+        modality=run["updated"],
+        reasoning=run["reasoning"],
+        text_prefix=ctx.mug.tokenizer.decode(run["text_prefix_ids"], skip_special_tokens=True),
+        text_prefix_ids=run["text_prefix_ids"],
+        text_prefix_changed=run["text_prefix_changed"],
         image=f"round_{k:02d}.png",
-        image_prefix_ids=state["image_prefix_ids"],
+        image_prefix_ids=run["image_prefix_ids"],
         score=verdict.score,
         reward=None if verdict.score is None else reward_from_score(verdict.score),
         critiques=critiques,
-        grad_norm={m: s["grad_norm"] for m, s in state["update_stats"].items()},
-        step_norm={m: s["step_norm"] for m, s in state["update_stats"].items()},
+        grad_norm={m: s["grad_norm"] for m, s in run["update_stats"].items()},
+        step_norm={m: s["step_norm"] for m, s in run["update_stats"].items()},
         seconds=seconds,
         latents=latents,
     )

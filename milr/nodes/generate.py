@@ -1,75 +1,102 @@
-"""`generate` node: round 0 decodes from scratch; round k > 0 decodes the optimised prefixes
-(text: argmax of Zt, image: sampled from the fused distribution of Zv) and lets the model continue."""
+"""`generate` node: every active run decodes in one batch, round-0 runs from scratch and round-k runs
+from their optimised prefixes (text: argmax of Zt, then greedy continuation; image: sampled from the
+fused distribution of Zv, then the rest with CFG), side by side. Each run samples from its own
+generator, so its image does not depend on which runs share the batch."""
 
 from __future__ import annotations
 
 import time
 
-import structlog
 from langgraph.runtime import Runtime
 
-from milr.mug.janus import image_prompt
+from milr.mug.janus import TextRollout, image_prompt
 from milr.mug.latents import argmax_tokens, sample_tokens
-from milr.nodes.context import MILRContext, MILRState
-
-log = structlog.get_logger(__name__)
+from milr.nodes.context import MILRContext, MILRState, RunState, active, with_runs
 
 
 def generate(state: MILRState, runtime: Runtime[MILRContext]) -> dict:
     ctx = runtime.context
-    mug, cfg, store = ctx.mug, ctx.config, ctx.store
-    k = state["round"] + 1
-    runtime.stream_writer({"event": "round_start", "round": k, "run_id": state["run_id"]})
-    if k > 0 and not store.ready:  # a resumed run: read the prefixes back from the trace
-        store.restore(mug, cfg, *ctx.writer.load_latents(state["round"]))
+    runs = active(state, "new") + active(state, "updated")
+    if not runs:
+        return {}
+    for run in runs:
+        runtime.stream_writer({"event": "round_start", "round": run["round"] + 1, "run_id": run["run_id"]})
     started = time.perf_counter()
-    if k == 0:
-        store.start(mug, cfg)
-        text = mug.reason(state["prompt"], max_new_tokens=cfg.max_reasoning_tokens)
-        forced: dict[int, int] = {}
-    else:
-        text = _decode_text(state, ctx)
-        forced = _decode_image_prefix(ctx)
-    image = mug.draw(
-        image_prompt(state["prompt"], text.text),
+    texts = _reasoning(ctx, runs)
+    forced = [_image_prefix(ctx, run) for run in runs]  # after the text: each run's sampling order
+    cfg = ctx.config
+    images = ctx.mug.draw_batch(
+        [image_prompt(run["prompt"], text.text) for run, text in zip(runs, texts, strict=True)],
         forced=forced,
         cfg=cfg.cfg,
         temperature=cfg.temperature,
-        generator=store.generator,
+        generators=[ctx.store(run["run_id"]).generator for run in runs],
     )
-    if k == 0:
-        store.capture(mug, cfg, text, image.latents)
-    store.reasoning, store.image_out = text, image.image
-    text_prefix = text.ids[: len(store.text.positions)] if store.text is not None else []
-    image_prefix = [image.ids[p] for p in store.image.positions] if store.image is not None else []
-    seconds = dict(state.get("seconds") or {}, decode=time.perf_counter() - started)
-    return {
-        "round": k,
-        "reasoning": text.text,
-        "text_prefix_ids": text_prefix,
-        "text_prefix_changed": k > 0 and text_prefix != state.get("text_prefix_ids"),
-        "image_prefix_ids": image_prefix,
-        "seconds": seconds,
-        "updated": state.get("updated", "none") if k > 0 else "none",
-        "update_stats": state.get("update_stats", {}) if k > 0 else {},
-    }
+    seconds = time.perf_counter() - started
+    out = []
+    for run, text, image in zip(runs, texts, images, strict=True):
+        k = run["round"] + 1
+        store = ctx.store(run["run_id"])
+        if k == 0:
+            store.capture(ctx.mug, ctx.run_config(run), text, image.latents)
+        store.reasoning, store.image_out = text, image.image
+        text_prefix = text.ids[: len(store.text.positions)] if store.text is not None else []
+        image_prefix = [image.ids[p] for p in store.image.positions] if store.image is not None else []
+        out.append(
+            {
+                **run,
+                "phase": "generated",
+                "round": k,
+                "reasoning": text.text,
+                "text_prefix_ids": text_prefix,
+                "text_prefix_changed": k > 0 and text_prefix != run.get("text_prefix_ids"),
+                "image_prefix_ids": image_prefix,
+                # The batch decoded together: each run waited for all of it.
+                "seconds": dict(run.get("seconds") or {}, decode=seconds, batch=float(len(runs))),
+                "updated": run.get("updated", "none") if k > 0 else "none",
+                "update_stats": run.get("update_stats", {}) if k > 0 else {},
+            }
+        )
+    return with_runs(state, out)
 
 
-def _decode_text(state: MILRState, ctx: MILRContext):
-    """Argmax of the optimised text latents, then greedy continuation; reuse the last decode when
-    the prefix did not change (greedy decoding would reproduce it token for token)."""
-    store = ctx.store
-    if store.text is None:
-        return store.reasoning
-    prefix = argmax_tokens(ctx.mug.text_logits, store.text.z)
-    if prefix == store.reasoning.ids[: len(prefix)]:
-        return store.reasoning
-    return ctx.mug.reason(state["prompt"], prefix_ids=prefix, max_new_tokens=ctx.config.max_reasoning_tokens)
+def _reasoning(ctx: MILRContext, runs: list[RunState]) -> list[TextRollout]:
+    """Each run's reasoning for this round; the runs that need a decode share one batch.
+
+    Round 0 decodes from scratch. Round k decodes the argmax prefix of the optimised text latents,
+    or reuses the last decode when that prefix did not change (greedy decoding would reproduce it)."""
+    texts: list[TextRollout | None] = []
+    todo: list[tuple[int, list[int]]] = []
+    for i, run in enumerate(runs):
+        store = ctx.store(run["run_id"])
+        if run["round"] < 0:
+            store.start(ctx.mug, ctx.run_config(run))
+            texts.append(None)
+            todo.append((i, []))
+        elif store.text is None:
+            texts.append(store.reasoning)  # text not optimised: the plan stays
+        else:
+            prefix = argmax_tokens(ctx.mug.text_logits, store.text.z)
+            if prefix == store.reasoning.ids[: len(prefix)]:
+                texts.append(store.reasoning)
+            else:
+                texts.append(None)
+                todo.append((i, prefix))
+    if todo:
+        decoded = ctx.mug.reason_batch(
+            [runs[i]["prompt"] for i, _ in todo],
+            [prefix for _, prefix in todo],
+            max_new_tokens=ctx.config.max_reasoning_tokens,
+        )
+        for (i, _), text in zip(todo, decoded, strict=True):
+            texts[i] = text
+    return texts
 
 
-def _decode_image_prefix(ctx: MILRContext) -> dict[int, int]:
-    store, cfg = ctx.store, ctx.config
-    if store.image is None:
-        return {}  # image not optimised: the whole image is sampled afresh (the authors' text-only mode)
-    tokens = sample_tokens(lambda z: ctx.mug.image_logits(z, cfg.cfg, cfg.temperature), store.image.z, store.generator)
+def _image_prefix(ctx: MILRContext, run: RunState) -> dict[int, int]:
+    store, cfg = ctx.store(run["run_id"]), ctx.config
+    if run["round"] < 0 or store.image is None:
+        return {}  # round 0, or image not optimised: the whole image is sampled (the authors' text-only mode)
+    head = lambda z: ctx.mug.image_logits(z, cfg.cfg, cfg.temperature)  # noqa: E731
+    tokens = sample_tokens(head, store.image.z, store.generator)
     return dict(zip(store.image.positions, tokens, strict=True))

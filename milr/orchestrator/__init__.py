@@ -9,7 +9,8 @@ from importlib import import_module
 _PUBLIC = {
     "MILR": "milr.orchestrator.facade",
     "MILRResult": "milr.orchestrator.facade",
-    "best_round": "milr.orchestrator.facade",
+    "best_round": "milr.orchestrator.scheduler",
+    "build_context": "milr.orchestrator.settings",
     "resolve_model": "milr.orchestrator.facade",
     "build_graph": "milr.orchestrator.graph",
     "recursion_limit": "milr.orchestrator.graph",

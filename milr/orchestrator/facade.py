@@ -1,30 +1,27 @@
-"""`MILR`: the one entry point. Load a model, pass critics, call it with a prompt.
+"""`MILR`: the one entry point. Load a model, pass critics, call it with a prompt or a batch.
 
     >>> from milr import MILR, MILRConfig
     >>> from milr.shapes import ShapesOracle
     >>> milr = MILR.from_pretrained("shapes", critics=[ShapesOracle()], config=MILRConfig(steps=10))
     >>> result = milr("a photo of a triangle above a circle")
     >>> result.image, result.score, result.trace_dir
+    >>> results = milr.batch(["a photo of two circles", "a photo of a red square"], max_batch=16)
 
-Each call runs the LangGraph loop of `build_graph()`, writes a trace folder and returns a
-`MILRResult`. `stream()` yields the per-round events live; `resume()` continues a killed run from
-its last finished round with the same latents, optimiser state and sampling generator.
+Every call runs the LangGraph loop of `build_graph()` over a batch of runs (a single prompt is a
+batch of one), writes one trace folder per run and returns `MILRResult`s. `stream()` and
+`stream_batch()` yield the per-round events live, each tagged with its `run_id`; `resume()` continues
+killed runs from their last finished round with the same latents, optimiser state and sampling state.
 """
 
 from __future__ import annotations
 
 import contextlib
-import platform
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from importlib import metadata, resources
+from importlib import resources
 from pathlib import Path
 
 import structlog
-import torch
-import transformers
 from langgraph.checkpoint.memory import InMemorySaver
 from langgraph.checkpoint.sqlite import SqliteSaver
 from PIL import Image
@@ -33,15 +30,16 @@ from milr.config import MILRConfig
 from milr.critics import Mixer, PromptSpec
 from milr.critics.base import Critic
 from milr.mug.janus import JanusMUG
-from milr.nodes.context import LatentStore, MILRContext, MILRState
-from milr.nodes.critique import stop_reason
+from milr.nodes.context import MILRContext, QueuedRun
 from milr.orchestrator.graph import build_graph, recursion_limit
-from milr.traces import RoundRecord, RunInfo, RunSummary, Trace, TraceWriter, new_run_id
+from milr.orchestrator.scheduler import best_round, check_prompt, queued
+from milr.traces import RoundRecord, Trace
 
 log = structlog.get_logger(__name__)
 
 PACKAGED_MODELS = {"shapes": "milr.shapes"}  # name -> package holding a `checkpoint/` folder
-MIN_REASONING_ROOM = 16  # tokens of context a prompt must leave for the reasoning
+DEFAULT_MAX_BATCH = 16
+__all__ = ["MILR", "MILRResult", "best_round", "load_mug", "resolve_model"]
 
 
 def resolve_model(name_or_path: str | Path) -> str | Path:
@@ -114,7 +112,9 @@ class MILR:
         critics: one critic, or several (mixed by `Mixer` with `weights`, equal by default).
         config: `MILRConfig` (paper defaults, `select="best"`).
         out: folder that receives one trace folder per run.
-        checkpoint: keep LangGraph checkpoints in `<run>/checkpoints.sqlite` (the CLI does).
+        checkpoint: keep LangGraph checkpoints in `<out>/checkpoints.sqlite` (the CLI does). Resume
+            does not need them: it reads the trace folders.
+        max_batch: how many runs share one decode (default 16); `batch()` can override it.
     """
 
     def __init__(
@@ -126,12 +126,14 @@ class MILR:
         weights: Sequence[float] | None = None,
         out: str | Path = "traces",
         checkpoint: bool = False,
+        max_batch: int = DEFAULT_MAX_BATCH,
     ):
         self.mug = mug
         self.critic = _one_critic(critics, weights)
         self.config = config or MILRConfig()
         self.out = Path(out)
         self.checkpoint = checkpoint
+        self.max_batch = _check_max_batch(max_batch)
 
     @classmethod
     def from_pretrained(
@@ -152,153 +154,176 @@ class MILR:
     # ------------------------------------------------------------------ running
     def __call__(self, prompt: str, spec: PromptSpec | dict | None = None, *, name: str | None = None) -> MILRResult:
         """Run MILR on `prompt` and return the result (see `MILRResult`)."""
-        return _final_result(self.stream(prompt, spec, name=name))
+        return self.batch([prompt], None if spec is None else [spec], names=None if name is None else [name])[0]
 
     def stream(self, prompt: str, spec: PromptSpec | dict | None = None, *, name: str | None = None) -> Iterator[dict]:
         """Run MILR and yield events as they happen: `run_start`, per round `round_start` and
         `round_end` (score, per-critic scores, reasoning, image path), finally `done` with the result."""
-        spec = self.check_inputs(prompt, spec)
-        run_id = new_run_id(prompt, name)
-        writer = TraceWriter(self.out / run_id)
-        writer.start(self._run_info(run_id, prompt, spec))
-        yield {"event": "run_start", "run_id": run_id, "trace_dir": str(writer.run_dir)}
-        state: MILRState = {
-            "prompt": prompt,
-            "spec": spec.to_geneval() if spec else None,
-            "run_id": run_id,
-            "round": -1,
-            "scores": [],
-            "seconds": {},
-        }
-        yield from self._drive(writer, self.config, state, None)
+        yield from self.stream_batch(
+            [prompt], None if spec is None else [spec], names=None if name is None else [name]
+        )
+
+    def batch(
+        self,
+        prompts: Sequence[str],
+        specs: Sequence[PromptSpec | dict | None] | None = None,
+        *,
+        names: Sequence[str | None] | None = None,
+        seeds: Sequence[int] | None = None,
+        max_batch: int | None = None,
+        resume: bool = False,
+    ) -> list[MILRResult]:
+        """Run MILR on every prompt, `max_batch` at a time sharing each decode; results in input order.
+
+        A run that stops frees its slot for the next prompt at round 0, so the batch stays full while
+        stragglers run on. `seeds` default to `config.seed` for every prompt (each run samples from its
+        own generator, so a run's result does not depend on its batch mates). `resume=True` continues
+        the trace folders already under `out` (same `names`) and runs what is missing: re-running a
+        killed batch with it loses and repeats no round."""
+        entries = self._queue(prompts, specs, names, seeds, resume)
+        results = {}
+        for event in self._drive(entries, self.config, max_batch):
+            if event["event"] == "done":
+                results[event["run_id"]] = event["result"]
+        return [results[e["run_id"]] for e in entries]
+
+    def stream_batch(
+        self,
+        prompts: Sequence[str],
+        specs: Sequence[PromptSpec | dict | None] | None = None,
+        *,
+        names: Sequence[str | None] | None = None,
+        seeds: Sequence[int] | None = None,
+        max_batch: int | None = None,
+        resume: bool = False,
+    ) -> Iterator[dict]:
+        """`batch()` as a stream of events, each with its `run_id`: `run_start`, `round_start`,
+        `round_end`, and `done` (with that run's `MILRResult`) as each run finishes."""
+        entries = self._queue(prompts, specs, names, seeds, resume)
+        yield from self._drive(entries, self.config, max_batch)
 
     def resume(self, run_dir: str | Path) -> MILRResult:
         """Continue a killed run from its last finished round: no round lost, none repeated."""
         return _final_result(self.stream_resume(run_dir))
 
-    def stream_resume(self, run_dir: str | Path) -> Iterator[dict]:
-        """`resume()` as a stream of the same events as `stream()`."""
-        trace = Trace.load(run_dir)
-        config = MILRConfig(**trace.run.config)
-        writer = TraceWriter(Path(run_dir), resume=True)
-        if trace.summary is not None or not trace.rounds:
-            if not trace.rounds:
-                raise ValueError(f"{Path(run_dir).name}: no finished round to resume from; start the run again")
-            yield {"event": "done", "result": _result_from_trace(trace)}
-            return
-        state = _state_from_trace(trace, config)
-        log.info("resume", run_id=trace.run.run_id, from_round=state["round"])
-        yield {"event": "run_start", "run_id": trace.run.run_id, "trace_dir": str(writer.run_dir)}
-        yield from self._drive(writer, config, state, trace)
+    def stream_resume(self, *run_dirs: str | Path, max_batch: int | None = None) -> Iterator[dict]:
+        """`resume()` of one or several runs (batched together) as a stream of the same events as
+        `stream_batch()`. The runs' settings come from their `run.json`; they must agree but for the seed."""
+        traces = [Trace.load(d) for d in run_dirs]
+        if not traces:
+            raise ValueError("stream_resume needs at least one run folder")
+        config = _shared_config(traces)
+        folders = {Path(t.path).parent.resolve() for t in traces}
+        if len(folders) != 1:
+            raise ValueError("runs resumed together must sit in one folder; resume them one folder at a time")
+        entries: list[QueuedRun] = [
+            {"run_id": t.path.name, "prompt": t.run.prompt, "spec": t.run.spec, "seed": t.run.seed, "resume": True}
+            for t in traces
+        ]
+        yield from self._drive(entries, config, max_batch, out=Path(traces[0].path).parent)
 
-    def _drive(self, writer: TraceWriter, config: MILRConfig, state: MILRState, resumed: Trace | None):
-        started = time.perf_counter()
-        ctx = MILRContext(self.mug, self.critic, config, writer, LatentStore())
-        run_cfg = {"configurable": {"thread_id": state["run_id"]}, "recursion_limit": recursion_limit(config.steps)}
-        with self._compiled(writer.run_dir, resumed is not None) as graph:
-            graph_input = state
-            if resumed is not None and not state.get("stop_reason"):
-                run_cfg, graph_input = _resume_point(graph, run_cfg, state)
-            final = state
-            if not state.get("stop_reason"):
-                try:
-                    for mode, chunk in graph.stream(
-                        graph_input, run_cfg, context=ctx, stream_mode=["custom", "values"]
-                    ):
-                        if mode == "custom":
-                            yield chunk
-                        else:
-                            final = chunk
-                except Exception:
-                    # Finished rounds are already on disk; say how to continue from them.
-                    log.error(
-                        "run_failed",
-                        run_id=state["run_id"],
-                        hint="finished rounds are kept: milr resume <out>/<run_id>",
-                    )
-                    raise
-        result = self._finish(writer, config, final, time.perf_counter() - started)
-        yield {"event": "done", "result": result}
+    def resume_batch(self, run_dirs: Sequence[str | Path], *, max_batch: int | None = None) -> list[MILRResult]:
+        """`resume()` for several runs of one folder, decoded together; results in input order."""
+        results = {}
+        for event in self.stream_resume(*run_dirs, max_batch=max_batch):
+            if event["event"] == "done":
+                results[event["run_id"]] = event["result"]
+        return [results[Path(d).name] for d in run_dirs]
+
+    # ------------------------------------------------------------------ the graph
+    def context(self, config: MILRConfig | None = None, *, out: Path | None = None, max_batch: int | None = None):
+        """The `MILRContext` this facade runs the graph with."""
+        return MILRContext(
+            self.mug,
+            self.critic,
+            config or self.config,
+            out or self.out,
+            max_batch=_check_max_batch(max_batch or self.max_batch),
+        )
+
+    def _queue(self, prompts, specs, names, seeds, resume: bool) -> list[QueuedRun]:
+        """Checked queue entries for every prompt, before any trace folder is written."""
+        if isinstance(prompts, str):
+            raise TypeError("prompts must be a list of strings; for one prompt call milr(prompt)")
+        prompts = list(prompts)
+        specs = list(specs) if specs is not None else [None] * len(prompts)
+        names = list(names) if names is not None else [None] * len(prompts)
+        seeds = list(seeds) if seeds is not None else [self.config.seed] * len(prompts)
+        for what, values in (("specs", specs), ("names", names), ("seeds", seeds)):
+            if len(values) != len(prompts):
+                raise ValueError(f"{what} has {len(values)} entries for {len(prompts)} prompts; give one per prompt")
+        entries = [
+            queued(self.mug, p, s, seed=seed, name=n, resume=resume)
+            for p, s, n, seed in zip(prompts, specs, names, seeds, strict=True)
+        ]
+        ids = [e["run_id"] for e in entries]
+        if len(set(ids)) != len(ids):
+            raise ValueError("names must be distinct: each run gets its own trace folder")
+        if not resume:
+            for run_id in ids:
+                folder = self.out / run_id
+                if folder.is_dir() and any(folder.iterdir()):
+                    raise FileExistsError(f"trace folder {run_id!r} already holds a run; pick another name")
+        return entries
+
+    def _drive(self, entries: list[QueuedRun], config: MILRConfig, max_batch: int | None, out: Path | None = None):
+        if not entries:
+            return
+        ctx = self.context(config, out=out, max_batch=max_batch)
+        thread = entries[0]["run_id"] if len(entries) == 1 else f"batch-{entries[0]['run_id']}-{len(entries)}"
+        run_cfg = {
+            "configurable": {"thread_id": thread},
+            "recursion_limit": recursion_limit(config.steps, len(entries)),
+        }
+        with self._compiled(ctx.out) as graph:
+            try:
+                for _mode, chunk in graph.stream({"queue": entries}, run_cfg, context=ctx, stream_mode=["custom"]):
+                    yield _with_result(chunk)
+            except Exception:
+                # Finished rounds are already on disk; say how to continue from them.
+                log.error("run_failed", runs=len(entries), hint="finished rounds are kept: milr resume <out>/<run_id>")
+                raise
 
     @contextlib.contextmanager
-    def _compiled(self, run_dir: Path, resuming: bool = False):
-        db = run_dir / "checkpoints.sqlite"
-        if not (self.checkpoint or db.exists()):
-            # Resuming needs a checkpointer to enter the graph after `critique`; in memory is enough.
-            yield build_graph().compile(checkpointer=InMemorySaver() if resuming else None)
+    def _compiled(self, out: Path):
+        if not self.checkpoint:
+            yield build_graph().compile(checkpointer=InMemorySaver())
             return
-        with SqliteSaver.from_conn_string(str(db)) as saver:
+        out.mkdir(parents=True, exist_ok=True)
+        with SqliteSaver.from_conn_string(str(out / "checkpoints.sqlite")) as saver:
             yield build_graph().compile(checkpointer=saver)
 
     @property
     def graph(self):
-        """The compiled LangGraph (no checkpointer); pass `context=MILRContext(...)` to run it."""
+        """The compiled LangGraph (no checkpointer); pass `context=milr.context()` to run it."""
         return build_graph().compile()
 
-    # ------------------------------------------------------------------ checks and records
+    # ------------------------------------------------------------------ checks
     def check_inputs(self, prompt: str, spec: PromptSpec | dict | None) -> PromptSpec | None:
         """Fail early, before any trace is written, with the argument named."""
-        if not isinstance(prompt, str) or not prompt.strip():
-            raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
-        n_prompt = len(self.mug.reasoning_ids(prompt))
-        # The image is drawn under prompt + reasoning: leave room for a short plan and every image token.
-        room = self.mug.context_length - n_prompt - self.mug.num_image_tokens
-        if room < MIN_REASONING_ROOM:
-            raise ValueError(
-                f"prompt is too long: {n_prompt} tokens with the reasoning instruction leave {room} of the model's "
-                f"{self.mug.context_length}-token context for the reasoning and the image; shorten the prompt"
-            )
-        if spec is None:
-            return _parse_or_none(prompt)
-        if isinstance(spec, dict):
-            return PromptSpec.model_validate(spec)
-        if isinstance(spec, PromptSpec):
-            return spec
-        raise TypeError(f"spec must be a PromptSpec, a GenEval metadata dict or None, got {type(spec).__name__}")
-
-    def _run_info(self, run_id: str, prompt: str, spec: PromptSpec | None) -> RunInfo:
-        return RunInfo(
-            run_id=run_id,
-            prompt=prompt,
-            spec=spec.to_geneval() if spec else None,
-            config=self.config.to_json_dict(),
-            model=self.mug.name,
-            model_revision=None,
-            critics=_critic_list(self.critic),
-            seed=self.config.seed,
-            versions={
-                "milr": metadata.version("milr"),
-                "torch": torch.__version__,
-                "transformers": transformers.__version__,
-                "python": platform.python_version(),
-            },
-            device=str(self.mug.device),
-            created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
-
-    def _finish(self, writer: TraceWriter, config: MILRConfig, final: MILRState, seconds: float) -> MILRResult:
-        trace = Trace.load(writer.run_dir)
-        best = best_round(trace.rounds)
-        last = trace.rounds[-1].round
-        chosen = best if config.select == "best" else last
-        summary = RunSummary(
-            stop_reason=final.get("stop_reason") or "steps",
-            best_round=best,
-            last_round=last,
-            final_round=chosen,
-            final_score=trace.rounds[chosen].score,
-            rounds=len(trace.rounds),
-            seconds=seconds,
-            select=config.select,
-        )
-        writer.finish(summary, trace.rounds[chosen].image)
-        return _result_from_trace(Trace.load(writer.run_dir))
+        return check_prompt(self.mug, prompt, spec)
 
 
-def best_round(rounds: Sequence[RoundRecord]) -> int:
-    """Highest score wins; ties go to the earliest round; abstained rounds rank last."""
-    scored = [(r.score if r.score is not None else -1.0, -r.round) for r in rounds]
-    return -max(scored)[1]
+def _with_result(event: dict) -> dict:
+    """A scheduler's `run_done` event becomes the facade's `done`, carrying the run's `MILRResult`."""
+    if event["event"] != "run_done":
+        return event
+    return {"event": "done", "run_id": event["run_id"], "result": _result_from_trace(Trace.load(event["trace_dir"]))}
+
+
+def _shared_config(traces: list[Trace]) -> MILRConfig:
+    configs = {t.path.name: {k: v for k, v in t.run.config.items() if k != "seed"} for t in traces}
+    first_name, first = next(iter(configs.items()))
+    for name, cfg in configs.items():
+        if cfg != first:
+            raise ValueError(f"{name} and {first_name} were run with other settings; resume them separately")
+    return MILRConfig(**traces[0].run.config)
+
+
+def _check_max_batch(max_batch: int) -> int:
+    if not isinstance(max_batch, int) or max_batch < 1:
+        raise ValueError(f"max_batch must be an integer >= 1, got {max_batch!r}")
+    return max_batch
 
 
 def _one_critic(critics: Critic | Sequence[Critic], weights: Sequence[float] | None) -> Critic:
@@ -310,49 +335,6 @@ def _one_critic(critics: Critic | Sequence[Critic], weights: Sequence[float] | N
     if len(critics) == 1 and weights is None:
         return critics[0]
     return Mixer(critics, weights=weights)
-
-
-def _critic_list(critic: Critic) -> list[dict]:
-    if isinstance(critic, Mixer):
-        return [{"name": c.name, "weight": w} for c, w in zip(critic.critics, critic.weights, strict=True)]
-    return [{"name": critic.name, "weight": 1.0}]
-
-
-def _parse_or_none(prompt: str) -> PromptSpec | None:
-    try:
-        return PromptSpec.parse(prompt)
-    except ValueError:
-        return None  # free-form prompt: spec-based critics abstain, judges still score
-
-
-def _state_from_trace(trace: Trace, config: MILRConfig) -> MILRState:
-    last = trace.rounds[-1]
-    return {
-        "prompt": trace.run.prompt,
-        "spec": trace.run.spec,
-        "run_id": trace.run.run_id,
-        "round": last.round,
-        "score": last.score,
-        "scores": [r.score for r in trace.rounds],
-        "reasoning": last.reasoning,
-        "text_prefix_ids": last.text_prefix_ids,
-        "text_prefix_changed": last.text_prefix_changed,
-        "image_prefix_ids": last.image_prefix_ids,
-        "updated": last.modality,
-        "update_stats": {},
-        "seconds": {},
-        "stop_reason": stop_reason(last.score, last.round, config),
-    }
-
-
-def _resume_point(graph, run_cfg: dict, state: MILRState) -> tuple[dict, None]:
-    """The checkpoint right after the last finished round's critique; if the process died before
-    LangGraph saved it, write that state as the critique's output (LangGraph's fork mechanism)."""
-    for snapshot in graph.get_state_history(run_cfg):
-        if snapshot.values.get("round") == state["round"] and snapshot.next == ("latent_update",):
-            return {**run_cfg, "configurable": dict(snapshot.config["configurable"])}, None
-    forked = graph.update_state(run_cfg, state, as_node="critique")
-    return {**run_cfg, "configurable": dict(forked["configurable"])}, None
 
 
 def _result_from_trace(trace: Trace) -> MILRResult:

@@ -39,9 +39,10 @@ def test_ray_on_two_local_workers_equals_a_single_process_run(tmp_path):
     mug, config, reward, evaluate = setup.build()
     single = run_bench(items, mug, BenchSpec("milr", config), reward, evaluate, tmp_path / "one", progress=False)
     try:
-        spread = run_bench_ray(items, setup, "milr", tmp_path / "ray", workers=2, progress=False)
+        # Chunks of two pairs: both workers get work, each decoding its chunk as one batch.
+        spread = run_bench_ray(items, setup, "milr", tmp_path / "ray", workers=2, progress=False, batch=2)
         first = spread.read_text()
-        run_bench_ray(items, setup, "milr", tmp_path / "ray", workers=2, progress=False)  # all done: resumes
+        run_bench_ray(items, setup, "milr", tmp_path / "ray", workers=2, progress=False, batch=2)  # all done
         assert spread.read_text() == first  # nothing redone, nothing lost
     finally:
         ray.shutdown()

@@ -137,3 +137,49 @@ def gdino_parts():
 def m2f_parts():
     pytest.importorskip("scipy", reason="transformers' Mask2Former needs scipy (its loss is built in __init__)")
     return tiny_mask2former()
+
+
+def assert_close(batched, alone, *, abs: float = 1e-5, where: str = "") -> None:
+    """Equal structures, floats within `abs` (a batched forward may differ from a lone one by float
+    noise); timings (`seconds`, e.g. of a mixer's children) are not compared."""
+    if isinstance(alone, float) and not isinstance(batched, bool):
+        assert batched == pytest.approx(alone, abs=abs), where
+    elif isinstance(alone, dict):
+        assert isinstance(batched, dict) and batched.keys() == alone.keys(), where
+        for key in alone.keys() - {"seconds"}:
+            assert_close(batched[key], alone[key], abs=abs, where=f"{where}.{key}")
+    elif isinstance(alone, list | tuple):
+        assert isinstance(batched, list | tuple) and len(batched) == len(alone), where
+        for n, (b, a) in enumerate(zip(batched, alone, strict=True)):
+            assert_close(b, a, abs=abs, where=f"{where}[{n}]")
+    else:
+        assert batched == alone, where
+
+
+def assert_same_critiques(batched, alone, *, abs: float = 1e-5) -> None:
+    """`score_batch`'s critiques are those of scoring each image alone: same critic, abstentions,
+    errors and details, scores within `abs` (`seconds` and the rounded rationale aside)."""
+    assert len(batched) == len(alone)
+    for n, (b, a) in enumerate(zip(batched, alone, strict=True)):
+        assert (b.critic, b.abstained, b.error) == (a.critic, a.abstained, a.error), n
+        if not a.abstained:
+            assert b.score == pytest.approx(a.score, abs=abs), n
+        assert_close(b.details, a.details, abs=abs, where=f"[{n}].details")
+
+
+class ForwardCounter:
+    """Counts a module's forward calls and the batch size of each (its first tensor argument's rows)."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.sizes: list[int] = []
+        self.handle = module.register_forward_pre_hook(self._record, with_kwargs=True)
+
+    def _record(self, _module, args, kwargs):
+        first = next(v for v in [*args, *kwargs.values()] if isinstance(v, torch.Tensor))
+        self.sizes.append(first.shape[0])
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()

@@ -135,3 +135,98 @@ def test_children_see_the_callers_contextvars():
     with structlog.contextvars.bound_contextvars(round=3):
         Mixer([Peek()])(IMAGE, "p")
     assert seen["ctx"].get("round") == 3 and seen["thread"].startswith("critic")
+
+
+# --------------------------------------------------------------------------- score_batch
+class ByPrompt:
+    """A plain critic whose score depends on the prompt and the image; records what it was asked."""
+
+    def __init__(self, name, scores):
+        self.name, self.scores, self.seen = name, scores, []
+
+    def __call__(self, image, prompt, spec=None):
+        return self.judge(image, prompt)
+
+    def judge(self, image, prompt):
+        self.seen.append(prompt)
+        score = self.scores.get(prompt)
+        error = None if score is not None else "no opinion"
+        return Critique(critic=self.name, score=score, rationale=f"{prompt} on {image.size}", error=error)
+
+
+class BatchByPrompt(ByPrompt):
+    """The same, as a BatchCritic: the mixer must hand it its images in one call."""
+
+    def __init__(self, name, scores):
+        super().__init__(name, scores)
+        self.batches = []
+
+    def score_batch(self, images, prompts, specs):
+        self.batches.append(list(prompts))
+        return [self.judge(image, prompt) for image, prompt in zip(images, prompts, strict=True)]
+
+    def __call__(self, image, prompt, spec=None):
+        raise AssertionError("a batch critic in a mixer is handed its batch, not one image at a time")
+
+
+TWO = PromptSpec.from_geneval({"tag": "two_object", "include": [{"class": "cat"}, {"class": "dog"}]})
+BATCH = [
+    (Image.new("RGB", (8, 8)), "a photo of a red car", COLORS_SPEC),
+    (Image.new("RGB", (9, 9)), "a photo of a cat and a dog", TWO),
+    (Image.new("RGB", (10, 10)), "free text", None),
+    (Image.new("RGB", (11, 11)), "a photo of a red car", COLORS_SPEC),
+    (Image.new("RGB", (12, 12)), "unknown to some", None),
+]
+
+
+def mixer_and_children(policy="renormalize"):
+    scores = {"a photo of a red car": 0.9, "a photo of a cat and a dog": 0.2, "free text": 0.5}
+    plain = ByPrompt("plain", {**scores, "unknown to some": 0.7})
+    batched = BatchByPrompt("batched", scores)  # abstains on "unknown to some"
+    colour_only = ByPrompt("colour", {p: 1.0 for p in scores})  # weight 0 except on colour prompts
+    mixer = Mixer(
+        [plain, batched, colour_only],
+        weights=[1, 2, 0],
+        tag_weights={"colors": {"colour": 3.0, "plain": 0.0}},
+        policy=policy,
+    )
+    return mixer, plain, batched, colour_only
+
+
+def comparable(critique: Critique) -> dict:
+    out = critique.model_dump(exclude={"seconds"})
+    out["details"]["critiques"] = [{k: v for k, v in c.items() if k != "seconds"} for c in out["details"]["critiques"]]
+    return out
+
+
+@pytest.mark.parametrize("policy", ["renormalize", "fail", "zero"])
+def test_score_batch_mixes_each_image_as_a_lone_call_would(policy):
+    images, prompts, specs = zip(*BATCH, strict=True)
+    mixer, plain, batched, colour_only = mixer_and_children(policy)
+    together = mixer.score_batch(images, prompts, specs)
+    alone_mixer, *_ = mixer_and_children(policy)
+    alone = [alone_mixer(image, prompt, spec) for image, prompt, spec in BATCH]
+    assert [comparable(c) for c in together] == [comparable(c) for c in alone]
+    assert together[0].details["weights"] == {"batched": 2.0, "colour": 3.0}  # tag weights applied per image
+    assert together[0].score == pytest.approx(0.9 * 2 / 5 + 1.0 * 3 / 5)
+    assert together[2].details["skipped"] == ["colour"] and together[2].score == pytest.approx(0.5)
+    if policy == "renormalize":
+        assert together[4].score == pytest.approx(0.7)  # the batched critic abstained on it
+    # each child ran once, on exactly the images that weigh it
+    assert batched.batches == [list(prompts)]
+    assert plain.seen == [p for p, s in zip(prompts, specs, strict=True) if s is not COLORS_SPEC]
+    assert colour_only.seen == ["a photo of a red car", "a photo of a red car"]
+
+
+def test_score_batch_of_nothing_and_mismatched_batches():
+    mixer, *_ = mixer_and_children()
+    assert mixer.score_batch([], [], []) == []
+    with pytest.raises(ValueError, match="2 images, 1 prompts and 2 specs"):
+        mixer.score_batch([IMAGE, IMAGE], ["p"], [None, None])
+
+
+def test_score_batch_turns_a_raising_child_into_abstentions():
+    verdicts = Mixer([Fixed("a", 0.6), Raises()]).score_batch([IMAGE] * 3, ["p", "q", "r"], [None] * 3)
+    assert [v.score for v in verdicts] == pytest.approx([0.6] * 3)
+    for v in verdicts:
+        assert v.details["critiques"][1]["error"] == "RuntimeError: model fell over"

@@ -20,7 +20,7 @@ from transformers import (
     CLIPTokenizerFast,
 )
 
-from milr.critics.base import Critic
+from milr.critics.base import BatchCritic, Critic
 from milr.critics.mixer import Mixer
 from milr.critics.t2i_compbench import (
     DROPPED_CHUNKS,
@@ -35,7 +35,7 @@ from milr.critics.t2i_compbench import (
 )
 from milr.critics.vision import WeightsUnavailableError
 from tests.conftest import shared_path
-from tests.critics.conftest import tiny_clip_model
+from tests.critics.conftest import ForwardCounter, assert_same_critiques, tiny_clip_model
 
 BLIP_WORDS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]", "?", "a", "the", "red", "blue", "green"]
 BLIP_WORDS += ["book", "bench", "bowl", "cat", "yes", "no"]
@@ -368,3 +368,80 @@ def test_spatial_score_combines_confidences_and_position_with_the_half_cut():
     assert faint(image, "a dog near a cat").details["confidences"] == [None, 0.9]  # under box_threshold
     abstained = T2ISpatialCritic(both)(image, "a photo of a dog")
     assert abstained.score is None and "relation" in abstained.error
+
+
+# ---------------------------------------------------------------------------------------------- batches
+BATCH_PROMPTS = [
+    "a red book and a cat with the green blue bowl on a blue bench",  # four questions of 3 to 5 tokens
+    "a cat",
+    "   ",  # abstains
+    "the blue bowl and a green bench",
+    "a red book and a cat with the green blue bowl on a blue bench",
+]
+
+
+def test_blip_score_batch_equals_scoring_each_image_alone(blip):
+    model, processor = blip
+    critic = BlipVQACritic(model, processor, device="cpu")
+    assert isinstance(critic, BatchCritic)
+    images = [picture(seed) for seed in range(len(BATCH_PROMPTS))]
+    alone = [critic(image, prompt) for image, prompt in zip(images, BATCH_PROMPTS, strict=True)]
+    with ForwardCounter(model.vision_model) as vision, ForwardCounter(model.text_encoder) as text:
+        together = critic.score_batch(images, BATCH_PROMPTS, [None] * len(images))
+    assert_same_critiques(together, alone)
+    assert together[2].abstained and "non-empty prompt" in together[2].error
+    assert len({round(c.score, 4) for c in together if not c.abstained}) == 4  # the images tell apart
+    assert vision.sizes == [4]  # one vision forward over the four images with a prompt
+    # questions of all images batched by token length: as many text forwards as distinct lengths
+    lengths = {
+        len(processor.tokenizer(c["question"])["input_ids"]) for v in alone if v.details for c in v.details["chunks"]
+    }
+    assert len(text.sizes) == len(lengths) and sum(text.sizes) == 4 + 1 + 2 + 4
+    small = BlipVQACritic(model, processor, device="cpu", batch_size=3)
+    with ForwardCounter(model.vision_model) as vision:
+        assert_same_critiques(small.score_batch(images, BATCH_PROMPTS, [None] * len(images)), alone)
+    assert vision.sizes == [3, 1]
+
+
+def test_clip_score_batch_equals_scoring_each_image_alone(clip):
+    model, processor = clip
+    critic = ClipScoreCritic(model, processor, device="cpu")
+    assert isinstance(critic, BatchCritic)
+    images = [picture(seed) for seed in range(len(BATCH_PROMPTS))]
+    alone = [critic(image, prompt) for image, prompt in zip(images, BATCH_PROMPTS, strict=True)]
+    with ForwardCounter(model.text_model) as text:
+        together = critic.score_batch(images, BATCH_PROMPTS, [None] * len(images))
+    assert_same_critiques(together, alone)  # prompts of different lengths padded together
+    assert together[2].abstained and "non-empty prompt" in together[2].error
+    assert len({round(c.details["cosine"], 4) for c in together if not c.abstained}) == 4
+    assert text.sizes == [4]
+    with ForwardCounter(model.text_model) as text:
+        ClipScoreCritic(model, processor, device="cpu", batch_size=2).score_batch(images, BATCH_PROMPTS, [None] * 5)
+    assert text.sizes == [2, 2]
+
+
+def test_spatial_score_batch_equals_scoring_each_image_alone(gdino_parts):
+    from milr.critics.vision import GroundingDinoDetector
+
+    model, processor = gdino_parts
+    critic = T2ISpatialCritic(GroundingDinoDetector(model, processor, min_score=0.0), box_threshold=0.0)
+    assert isinstance(critic, BatchCritic)
+    prompts = ["a car on the left of a dog", "a cat near a bench", "a photo of a dog", "a teddy bear next to a car"]
+    images = [picture(seed).resize((100, 80)) for seed in range(len(prompts))]
+    alone = [critic(image, prompt) for image, prompt in zip(images, prompts, strict=True)]
+    with ForwardCounter(model) as forwards:
+        together = critic.score_batch(images, prompts, [None] * len(prompts))
+    assert_same_critiques(together, alone, abs=1e-4)
+    assert together[2].abstained and "relation" in together[2].error
+    assert len({c.details["raw"] for c in together if not c.abstained}) == 3
+    assert forwards.sizes == [3]
+
+
+def test_the_complex_mixer_scores_a_batch_with_one_forward_per_model(blip, clip):
+    mixer = Mixer([BlipVQACritic(*blip, device="cpu"), ClipScoreCritic(*clip, device="cpu")], policy="fail")
+    images = [picture(seed) for seed in range(len(BATCH_PROMPTS))]
+    alone = [mixer(image, prompt) for image, prompt in zip(images, BATCH_PROMPTS, strict=True)]
+    with ForwardCounter(blip[0].vision_model) as blip_vision, ForwardCounter(clip[0].vision_model) as clip_vision:
+        together = mixer.score_batch(images, BATCH_PROMPTS, [None] * len(images))
+    assert_same_critiques(together, alone)
+    assert blip_vision.sizes == [4] and clip_vision.sizes == [4]

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from milr.critics import (
+    BatchCritic,
     ClipColorClassifier,
     Detection,
     DetectorCritic,
@@ -21,6 +22,7 @@ from milr.critics.base import COCO_CLASSES, COLORS
 from milr.critics.detector import soft_parts
 from milr.critics.geneval import compute_iou, select_detections
 from milr.critics.vision import crop_object, grounding_caption, mask_box, token_positions
+from tests.critics.conftest import ForwardCounter, assert_same_critiques
 
 RGB = {
     "red": (220, 20, 20),
@@ -269,3 +271,137 @@ class _Dummy:
 
     def eval(self):
         return self
+
+
+# --------------------------------------------------------------------------- batches
+def noise(seed: int, size=(100, 80)) -> Image.Image:
+    g = torch.Generator().manual_seed(seed)
+    return Image.fromarray(torch.randint(0, 256, (size[1], size[0], 3), generator=g, dtype=torch.uint8).numpy())
+
+
+def assert_same_detections(batched, alone, box_abs=1e-3):
+    assert len(batched) == len(alone)
+    for b, a in zip(batched, alone, strict=True):
+        assert [d.cls for d in b] == [d.cls for d in a]
+        assert [d.score for d in b] == pytest.approx([d.score for d in a], abs=1e-5)
+        for db, da in zip(b, a, strict=True):
+            assert db.box == pytest.approx(da.box, abs=box_abs)
+            assert (db.mask is None) == (da.mask is None) and (da.mask is None or (db.mask == da.mask).all())
+
+
+def test_grounding_dino_detect_batch_equals_detecting_each_image_alone(gdino_parts):
+    model, processor = gdino_parts
+    detector = GroundingDinoDetector(model, processor, min_score=0.0)
+    # two sizes (batched apart: padding would change the backbone's view), captions of 1 to 3 classes
+    images = [noise(0), noise(1), noise(2, size=(60, 90)), noise(3), noise(4)]
+    classes = [["car", "teddy bear"], ["dog"], ["cat", "bench"], [], ["bench", "dog", "car"]]
+    alone = [detector(image, c) for image, c in zip(images, classes, strict=True)]
+    with ForwardCounter(model) as forwards:
+        batched = detector.detect_batch(images, classes)
+    assert_same_detections(batched, alone)
+    assert batched[3] == [] and all(batched[i] for i in (0, 1, 2, 4))
+    assert sorted(forwards.sizes) == [1, 3]  # one forward per image size; no classes, no forward
+    with ForwardCounter(model) as forwards:
+        assert_same_detections(
+            GroundingDinoDetector(model, processor, min_score=0.0, batch_size=2).detect_batch(images, classes), alone
+        )
+    assert sorted(forwards.sizes) == [1, 1, 2]
+    with pytest.raises(ValueError, match="one list of classes per image"):
+        detector.detect_batch(images, classes[:2])
+
+
+def test_clip_colours_of_many_requests_in_one_forward(clip_parts):
+    model = clip_parts[0]
+    clf = ClipColorClassifier(*clip_parts, batch_size=16)
+    clf._classifiers["car"] = solid_rows(clf)
+    boxes = [Detection("car", (0, 0, 20, 20)), Detection("car", (20, 0, 40, 20))]
+    requests = [
+        (two_halves("blue", "yellow"), boxes, "car"),
+        (two_halves("pink", "black"), boxes[1:], "car"),
+        (two_halves("red", "green"), [], "car"),
+        (two_halves("green", "white"), boxes, "car"),
+    ]
+    alone = [clf(image, dets, cls) for image, dets, cls in requests]
+    assert alone == [["blue", "yellow"], ["black"], [], ["green", "white"]]
+    with ForwardCounter(model.vision_model) as forwards:
+        assert clf.classify_batch(requests) == alone
+    assert forwards.sizes == [5]
+    clf.batch_size = 2
+    with ForwardCounter(model.vision_model) as forwards:
+        assert clf.classify_batch(requests) == alone
+    assert forwards.sizes == [2, 2, 1]
+    assert clf.classify_batch([(None, [], "car")]) == [[]]
+    with pytest.raises(ValueError, match="needs the image"):
+        clf.classify_batch([(None, boxes, "car")])
+
+
+class BatchSpy(Spy):
+    """Spy that also forwards (and records) `classify_batch`."""
+
+    def __init__(self, inner):
+        super().__init__(inner)
+        self.batches = []
+
+    def classify_batch(self, requests):
+        out = self.inner.classify_batch(requests)
+        self.batches.append([(cls, list(dets)) for _, dets, cls in requests])
+        return out
+
+
+DETECTOR_PROMPTS = [
+    "a photo of two red cars left of a dog",
+    "a photo of a cat",
+    "an astronaut riding a horse on mars",  # outside GenEval's grammar: abstains
+    "a photo of a blue teddy bear",
+    "a photo of a bench below a car",
+]
+
+
+def test_detector_critic_score_batch_equals_scoring_each_image_alone(gdino_parts, clip_parts):
+    model = gdino_parts[0]
+    spy = BatchSpy(ClipColorClassifier(*clip_parts))
+    critic = DetectorCritic(GroundingDinoDetector(*gdino_parts, min_score=0.0), spy, box_threshold=0.0)
+    assert isinstance(critic, BatchCritic)
+    images = [noise(seed) for seed in range(len(DETECTOR_PROMPTS))]
+    alone = [critic(image, prompt) for image, prompt in zip(images, DETECTOR_PROMPTS, strict=True)]
+    spy.calls.clear(), spy.batches.clear()
+    with ForwardCounter(model) as forwards:
+        together = critic.score_batch(images, DETECTOR_PROMPTS, [None] * len(images))
+    assert_same_critiques(together, alone, abs=1e-4)
+    assert together[2].abstained and "GenEval-style" in together[2].error
+    assert len({c.score for c in together if not c.abstained}) > 1
+    assert forwards.sizes == [4]
+    # every colour the rules needed, asked in one batch: the red cars, the blue teddy bear
+    assert [[cls for cls, _ in batch] for batch in spy.batches] == [["car", "teddy bear"]] and spy.calls == []
+
+
+def test_geneval_oracle_score_batch_equals_scoring_each_image_alone(m2f_parts, clip_parts):
+    model, processor = m2f_parts
+    detector = Mask2FormerDetector(model, processor, label_names=["cat"] * 40 + ["dog"] * 40, min_score=0.0)
+    spy = BatchSpy(ClipColorClassifier(*clip_parts))
+    oracle = GenEvalOracle(detector, spy, threshold=0.0)
+    assert isinstance(oracle, BatchCritic)
+    prompts = ["a photo of a red cat", "a photo of two dogs", "a unicorn", "a photo of a blue dog", "a photo of a cat"]
+    images = [noise(seed, size=(80, 60)) for seed in range(len(prompts))]
+    alone = [oracle(image, prompt) for image, prompt in zip(images, prompts, strict=True)]
+    with ForwardCounter(model) as forwards:
+        together = oracle.score_batch(images, prompts, [None] * len(images))
+    assert_same_critiques(together, alone, abs=1e-4)
+    assert together[2].abstained and "GenEval-style" in together[2].error
+    assert forwards.sizes == [4]
+    assert [[cls for cls, _ in batch] for batch in spy.batches[-1:]] == [["cat", "dog"]]
+    detected = [c.details["detected"] for c in together if not c.abstained]
+    assert any(detected) and {cls for d in detected for cls in d} == {"cat", "dog"}
+
+
+def test_mask2former_detect_batch_equals_detecting_each_image_alone(m2f_parts):
+    model, processor = m2f_parts
+    detector = Mask2FormerDetector(model, processor, min_score=0.0, batch_size=2)
+    images = [noise(0, (80, 60)), noise(1, (80, 60)), noise(2, (50, 70)), noise(3, (80, 60))]
+    some = detector(images[0])[0].cls
+    classes = [None, [some], None, ["person", some]]
+    alone = [detector(image, c) for image, c in zip(images, classes, strict=True)]
+    with ForwardCounter(model) as forwards:
+        batched = detector.detect_batch(images, classes)
+    assert_same_detections(batched, alone)
+    assert all(batched) and sorted(forwards.sizes) == [1, 1, 2]

@@ -43,8 +43,7 @@ def test_batched_teacher_forced_image_logits_equal_alone():
         assert a.ids == b.ids
         torch.testing.assert_close(b.fused_logits, a.fused_logits, atol=1e-4, rtol=0)
         torch.testing.assert_close(b.latents, a.latents, atol=1e-4, rtol=0)
-        # The batched VQ decode differs by float noise, which truncation can turn into one level.
-        assert np.abs(np.asarray(b.image, int) - np.asarray(a.image, int)).max() <= 1
+        assert b.image.tobytes() == a.image.tobytes()  # same tokens, same pixels: decoded one by one
 
 
 def test_each_row_samples_from_its_own_generator_whatever_its_batch_mates(mug):

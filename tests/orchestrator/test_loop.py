@@ -29,9 +29,9 @@ def test_router_and_stop_rule_are_pure():
     assert stop_reason(0.5, 2, cfg) is None
     assert stop_reason(0.5, 3, cfg) == "steps"
     assert stop_reason(None, 1, cfg) is None
-    assert route({"stop_reason": "steps"}) == "__end__"
-    assert route({"stop_reason": None}) == "latent_update"
-    assert set(build_graph().nodes) == {"generate", "critique", "latent_update"}
+    assert route({"runs": {}, "queue": []}) == "__end__"
+    assert route({"runs": {"r": {"phase": "new"}}}) == "latent_update"
+    assert set(build_graph().nodes) == {"schedule", "generate", "critique", "latent_update"}
 
 
 def test_passing_round_zero_stops_without_update(mug, tmp_path):

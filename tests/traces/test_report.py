@@ -17,6 +17,7 @@ from tests.traces.helpers import EVIL, image, record, summary, write_run
 ALLOWED_TAGS = {
     "html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "code", "b", "i", "br", "img", "div",
     "section", "span", "mark", "ins", "del", "table", "tr", "th", "td", "details", "summary", "pre",
+    "svg", "line", "polyline", "circle", "text",
 }  # fmt: skip
 
 
@@ -63,9 +64,10 @@ def test_everything_user_or_model_written_is_escaped(tmp_path):
     tags = _parse(page).tags
     assert {t for t, _ in tags} <= ALLOWED_TAGS
     assert not [a for _, attrs in tags for a in attrs if a.startswith("on")]  # no injected handlers
-    # Exactly the images we put there: two rounds and the curve, all inline PNGs.
+    # Exactly the images we put there: two rounds, inline PNGs; the curve is inline SVG.
     srcs = [attrs["src"] for t, attrs in tags if t == "img"]
-    assert len(srcs) == 3 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert len(srcs) == 2 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert [t for t, _ in tags].count("svg") == 1
 
 
 def test_the_page_is_self_contained_and_forbids_requests(finished_run):
@@ -79,13 +81,17 @@ def test_the_page_is_self_contained_and_forbids_requests(finished_run):
     assert not [a for _, attrs in tags for k, a in attrs.items() if k in ("href", "src") and not a.startswith("data:")]
 
 
-def test_round_images_and_curve_are_the_real_pngs(finished_run):
+def test_round_images_are_the_real_pngs_and_the_curve_plots_every_score(finished_run):
     page = (finished_run / "report.html").read_text()
-    srcs = [a["src"] for t, a in _parse(page).tags if t == "img"]
-    decoded = [Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))) for s in srcs]
-    curve, rounds = decoded[0], decoded[1:]
-    assert curve.size[0] > 200  # the matplotlib figure
+    tags = _parse(page).tags
+    srcs = [a["src"] for t, a in tags if t == "img"]
+    rounds = [Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))) for s in srcs]
     assert [im.convert("RGB").getpixel((0, 0)) for im in rounds] == [image(k).getpixel((0, 0)) for k in range(3)]
+    (score_line,) = [a for t, a in tags if t == "polyline" and a.get("stroke") == "black"]
+    ys = [float(p.split(",")[1]) for p in score_line["points"].split()]
+    scores = [r.score for r in Trace.load(finished_run).rounds]
+    assert len(ys) == 3 and sorted(range(3), key=lambda i: ys[i]) == sorted(range(3), key=lambda i: -scores[i])
+    assert [t for t, a in tags if t == "circle" and a.get("class") == "returned"] == ["circle"]
 
 
 def test_rounds_show_prefix_diff_badges_and_critics(finished_run):
@@ -105,7 +111,7 @@ def test_a_missing_image_is_shown_as_missing_not_broken(tmp_path):
     (run / "round_01.png").unlink()
     page = write_report(run).read_text()
     assert "image round_01.png is missing" in page and "unfinished: 2 rounds on disk" in page
-    assert len([t for t, _ in _parse(page).tags if t == "img"]) == 2  # round 0 + curve
+    assert len([t for t, _ in _parse(page).tags if t == "img"]) == 1  # round 0 (the curve is SVG)
 
 
 def test_word_diff_and_prefix_marking():
