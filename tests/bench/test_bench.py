@@ -216,3 +216,23 @@ def test_bench_cli_on_the_tiny_model(tmp_path):
     assert main(args) == 0  # finished work is skipped, not redone
     assert len((out / "results.jsonl").read_text().splitlines()) == 2
     assert json.loads((out / "summary.json").read_text())["records"] == 2
+
+
+def test_ten_prompts_through_batch_four_give_ten_complete_traces_equal_to_their_records(tmp_path):
+    from milr.cli import main
+    from milr.traces import Trace
+
+    out = tmp_path / "b"
+    args = ["bench", "shapes", "--per-tag", "2", "--limit", "10", "--model", "shapes", "--critic", "shapes",
+            "--method", "milr", "--steps", "4", "--batch", "4", "--out", str(out)]  # fmt: skip
+    assert main(args) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == len({r["key"] for r in records}) == 10
+    assert len({r["generations"] for r in records}) > 1  # runs stopped at different rounds: slots were refilled
+    for rec in records:
+        trace = Trace.load(out / rec["trace"])
+        assert trace.run.prompt == rec["prompt"] and trace.run.seed == rec["seed"]
+        assert [r.score for r in trace.rounds] == rec["reward_scores"]
+        assert [r.round for r in trace.rounds] == list(range(rec["generations"]))
+        assert trace.summary.rounds == rec["generations"] and trace.final.image.size == (64, 64)
+        assert (out / rec["trace"] / "report.html").is_file()
