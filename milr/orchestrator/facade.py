@@ -70,15 +70,6 @@ def load_mug(model: str | Path, config: MILRConfig) -> JanusMUG:
     return mug
 
 
-def _final_result(events: Iterator[dict]) -> MILRResult | None:
-    """Drain an event stream; the result rides on its last (`done`) event."""
-    result = None
-    for event in events:
-        if event["event"] == "done":
-            result = event["result"]
-    return result
-
-
 @dataclass
 class MILRResult:
     """What one MILR run returns: the chosen image and everything needed to inspect the run."""
@@ -181,11 +172,7 @@ class MILR:
         the trace folders already under `out` (same `names`) and runs what is missing: re-running a
         killed batch with it loses and repeats no round."""
         entries = self._queue(prompts, specs, names, seeds, resume)
-        results = {}
-        for event in self._drive(entries, self.config, max_batch):
-            if event["event"] == "done":
-                results[event["run_id"]] = event["result"]
-        return [results[e["run_id"]] for e in entries]
+        return _results_in_order(self._drive(entries, self.config, max_batch), [e["run_id"] for e in entries])
 
     def stream_batch(
         self,
@@ -204,7 +191,7 @@ class MILR:
 
     def resume(self, run_dir: str | Path) -> MILRResult:
         """Continue a killed run from its last finished round: no round lost, none repeated."""
-        return _final_result(self.stream_resume(run_dir))
+        return self.resume_batch([run_dir])[0]
 
     def stream_resume(self, *run_dirs: str | Path, max_batch: int | None = None) -> Iterator[dict]:
         """`resume()` of one or several runs (batched together) as a stream of the same events as
@@ -224,11 +211,7 @@ class MILR:
 
     def resume_batch(self, run_dirs: Sequence[str | Path], *, max_batch: int | None = None) -> list[MILRResult]:
         """`resume()` for several runs of one folder, decoded together; results in input order."""
-        results = {}
-        for event in self.stream_resume(*run_dirs, max_batch=max_batch):
-            if event["event"] == "done":
-                results[event["run_id"]] = event["result"]
-        return [results[Path(d).name] for d in run_dirs]
+        return _results_in_order(self.stream_resume(*run_dirs, max_batch=max_batch), [Path(d).name for d in run_dirs])
 
     # ------------------------------------------------------------------ the graph
     def context(self, config: MILRConfig | None = None, *, out: Path | None = None, max_batch: int | None = None):
@@ -302,6 +285,12 @@ class MILR:
     def check_inputs(self, prompt: str, spec: PromptSpec | dict | None) -> PromptSpec | None:
         """Fail early, before any trace is written, with the argument named."""
         return check_prompt(self.mug, prompt, spec)
+
+
+def _results_in_order(events: Iterator[dict], run_ids: list[str]) -> list[MILRResult]:
+    """Drain a batch's event stream; each run's result rides on its `done` event."""
+    results = {event["run_id"]: event["result"] for event in events if event["event"] == "done"}
+    return [results[run_id] for run_id in run_ids]
 
 
 def _with_result(event: dict) -> dict:
