@@ -3,7 +3,8 @@
     python benchmarks/bench_sweep.py [--per-tag 50] [--steps 20] [--batches 16,1] [--threads 2]
 
 Each sweep is the same `milr bench shapes --method milr` run (shipped ShapesWorld model, exact oracle
-as reward and judge, entry i seeded 1000·i), once per batch size, into a fresh temporary folder.
+as reward and judge, entry i seeded 1000·i), once per batch size, into fresh temporary folders; the
+batch sizes take turns chunk by chunk (`--chunks`), so load on this shared machine hits them alike.
 Records the wall time, accuracy per tag and overall, mean generations, and the share of wall time
 spent writing traces (round images, latents, round lines, summaries and reports, timed around the
 `TraceWriter` calls). Targets: batch 16 takes >= 4x less wall time than batch 1, and its overall
@@ -61,14 +62,28 @@ class TraceClock:
         return wrapper
 
 
-def sweep(mug, config: MILRConfig, per_tag: int, batch: int) -> dict:
+def sweeps(mug, config: MILRConfig, per_tag: int, batches: list[int], chunks: int) -> dict:
+    """Every batch size's sweep over the same prompts, interleaved chunk by chunk (chunk c of every
+    batch size, then chunk c + 1, ...), so a change of load on this shared machine hits them alike.
+    Each batch size appends to its own resumable results folder; times add up over the chunks."""
     oracle = ShapesOracle()
     items = load_shapes(per_tag)
-    with tempfile.TemporaryDirectory() as tmp, TraceClock() as clock:
-        started = time.perf_counter()
-        run_bench(items, mug, BenchSpec("milr", config), oracle, oracle, tmp, progress=False, batch=batch)
-        seconds = time.perf_counter() - started
-        records = load_records(tmp)
+    size = -(-len(items) // chunks)
+    seconds = dict.fromkeys(batches, 0.0)
+    writing = dict.fromkeys(batches, 0.0)
+    with tempfile.TemporaryDirectory() as tmp:
+        for start in range(0, len(items), size):
+            for batch in batches:
+                with TraceClock() as clock:
+                    started = time.perf_counter()
+                    run_bench(items[start : start + size], mug, BenchSpec("milr", config), oracle, oracle,
+                              Path(tmp) / f"b{batch}", progress=False, batch=batch)  # fmt: skip
+                    seconds[batch] += time.perf_counter() - started
+                writing[batch] += clock.seconds
+        return {f"batch={b}": _figures(load_records(Path(tmp) / f"b{b}"), b, seconds[b], writing[b]) for b in batches}
+
+
+def _figures(records: list[dict], batch: int, seconds: float, writing: float) -> dict:
     summary = summarize(records)
     return {
         "batch": batch,
@@ -78,8 +93,8 @@ def sweep(mug, config: MILRConfig, per_tag: int, batch: int) -> dict:
         "overall": summary["overall"],
         "tags": summary["tags"],
         "mean_generations": summary["mean_generations"],
-        "trace_write_seconds": round(clock.seconds, 2),
-        "trace_write_share": round(clock.seconds / seconds, 4),
+        "trace_write_seconds": round(writing, 2),
+        "trace_write_share": round(writing / seconds, 4),
     }
 
 
@@ -88,6 +103,7 @@ def main() -> None:
     ap.add_argument("--per-tag", type=int, default=50, help="50 → the full 300-prompt ShapesEval")
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--batches", default="16,1", help="batch sizes, run one after the other")
+    ap.add_argument("--chunks", type=int, default=6, help="interleave the batch sizes over this many chunks")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads())
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_sweep.json")
     args = ap.parse_args()
@@ -96,18 +112,20 @@ def main() -> None:
     mug = build_model("shapes", config)
     config = config.with_recommended(mug.recommended)
     load_before = os.getloadavg()
-    sweeps = {f"batch={b}": sweep(mug, config, args.per_tag, int(b)) for b in args.batches.split(",")}
+    batches = [int(b) for b in args.batches.split(",")]
+    figures = sweeps(mug, config, args.per_tag, batches, args.chunks)
     result = {
         "what": f"ShapesEval MILR sweep, K={args.steps}, exact oracle, shipped ShapesWorld model",
-        "sweeps": sweeps,
+        "sweeps": figures,
+        "interleaved_chunks": args.chunks,
         "torch_threads": torch.get_num_threads(),
         "loadavg_before": [round(x, 2) for x in load_before],
         "cpus": os.cpu_count(),
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
-    if "batch=16" in sweeps and "batch=1" in sweeps:
-        fast, slow = sweeps["batch=16"], sweeps["batch=1"]
+    if "batch=16" in figures and "batch=1" in figures:
+        fast, slow = figures["batch=16"], figures["batch=1"]
         result["wall_time_ratio_1_over_16"] = round(slow["seconds"] / fast["seconds"], 2)
         result["overall_difference_16_minus_1"] = round(fast["overall"] - slow["overall"], 4)
     print(json.dumps(result, indent=2))
