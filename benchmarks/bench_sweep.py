@@ -36,10 +36,11 @@ TIMED = ("start", "write_round", "save_latents", "finish")
 
 
 class TraceClock:
-    """Adds up the seconds spent inside `TraceWriter`'s writing methods while it is active."""
+    """Wall time spent inside `TraceWriter`'s writing methods while active: the union of the calls'
+    intervals, since the runs of a batch write their rounds in parallel threads."""
 
     def __init__(self):
-        self.seconds = 0.0
+        self.intervals: list[tuple[float, float]] = []
         self._originals = {name: getattr(TraceWriter, name) for name in TIMED}
 
     def __enter__(self):
@@ -51,13 +52,22 @@ class TraceClock:
         for name, method in self._originals.items():
             setattr(TraceWriter, name, method)
 
+    @property
+    def seconds(self) -> float:
+        total, end = 0.0, float("-inf")
+        for a, b in sorted(self.intervals):
+            if b > end:
+                total += b - max(a, end)
+                end = b
+        return total
+
     def _timed(self, method):
         def wrapper(*args, **kwargs):
             started = time.perf_counter()
             try:
                 return method(*args, **kwargs)
             finally:
-                self.seconds += time.perf_counter() - started
+                self.intervals.append((started, time.perf_counter()))  # list.append is atomic
 
         return wrapper
 

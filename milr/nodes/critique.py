@@ -12,7 +12,7 @@ from langgraph.runtime import Runtime
 from milr.config import MILRConfig
 from milr.critics.base import Critique, PromptSpec, score_many
 from milr.mug.latents import reward_from_score
-from milr.nodes.context import MILRContext, MILRState, RunState, active, with_runs
+from milr.nodes.context import MILRContext, MILRState, RunState, active, concurrently, with_runs
 from milr.traces import CriticScore, RoundRecord
 
 log = structlog.get_logger(__name__)
@@ -40,21 +40,25 @@ def critique(state: MILRState, runtime: Runtime[MILRContext]) -> dict:
         [PromptSpec.model_validate(run["spec"]) if run.get("spec") else None for run in runs],
     )
     critics_seconds = time.perf_counter() - started
-    finished = [_finish_round(ctx, run, v, critics_seconds, runtime) for run, v in zip(runs, verdicts, strict=True)]
-    return with_runs(state, finished)
+    # Every run's round goes to disk at once (their fsyncs overlap), then the events follow in order.
+    records = concurrently(
+        lambda pair: _write_round(ctx, pair[0], pair[1], dict(pair[0]["seconds"], critics=critics_seconds)),
+        zip(runs, verdicts, strict=True),
+    )
+    return with_runs(state, [_after_round(ctx, run, rec, runtime) for run, rec in zip(runs, records, strict=True)])
 
 
-def _finish_round(ctx: MILRContext, run: RunState, verdict: Critique, critics_seconds: float, runtime) -> RunState:
-    k, run_id = run["round"], run["run_id"]
-    seconds = dict(run["seconds"], critics=critics_seconds)
-    store = ctx.store(run_id)
+def _write_round(ctx: MILRContext, run: RunState, verdict: Critique, seconds: dict) -> RoundRecord:
     record = _round_record(ctx, run, verdict, seconds)
-    writer = ctx.writer(run_id)
-    writer.write_round(record, store.image_out)
-    score = verdict.score
+    ctx.writer(run["run_id"]).write_round(record, ctx.store(run["run_id"]).image_out)
+    return record
+
+
+def _after_round(ctx: MILRContext, run: RunState, record: RoundRecord, runtime) -> RunState:
+    k, run_id, score = run["round"], run["run_id"], record.score
     reason = stop_reason(score, k, ctx.config)
     per_critic = {c.critic: c.score for c in record.critiques}
-    log.info("round_end", run_id=run_id, round=k, score=score, critics=per_critic, seconds=seconds)
+    log.info("round_end", run_id=run_id, round=k, score=score, critics=per_critic, seconds=record.seconds)
     runtime.stream_writer(
         {
             "event": "round_end",
@@ -63,7 +67,7 @@ def _finish_round(ctx: MILRContext, run: RunState, verdict: Critique, critics_se
             "score": score,
             "critics": per_critic,
             "reasoning": run["reasoning"],
-            "image": str(writer.run_dir / record.image),
+            "image": str(ctx.writer(run_id).run_dir / record.image),
             "stop_reason": reason,
         }
     )

@@ -26,7 +26,7 @@ from milr.config import MILRConfig
 from milr.critics import Mixer, PromptSpec
 from milr.critics.base import Critic
 from milr.mug.janus import JanusMUG
-from milr.nodes.context import MILRContext, MILRState, QueuedRun, RunState
+from milr.nodes.context import MILRContext, MILRState, QueuedRun, RunState, concurrently
 from milr.nodes.critique import stop_reason
 from milr.traces import RoundRecord, RunInfo, RunSummary, Trace, TraceWriter, new_run_id
 
@@ -36,23 +36,33 @@ MIN_REASONING_ROOM = 16  # tokens of context a prompt must leave for the reasoni
 
 
 def schedule(state: MILRState, runtime: Runtime[MILRContext]) -> dict:
-    ctx = runtime.context
+    ctx, emit = runtime.context, runtime.stream_writer
     queue = list(state["queue"]) if "queue" in state else initial_queue(ctx, state)
     runs = dict(state.get("runs", {}))
     finished = list(state.get("finished", []))
-    for run_id, run in list(runs.items()):
-        if run.get("stop_reason"):
-            finish_run(ctx, run, runtime.stream_writer)
-            del runs[run_id]
-            finished.append(run_id)
+    stopped = [run for run in runs.values() if run.get("stop_reason")]
+    # The finished runs' files go to disk at once (their fsyncs overlap); events follow in slot order.
+    for run, trace in zip(stopped, concurrently(lambda run: write_summary(ctx, run), stopped), strict=True):
+        emit(_done_event(trace))
+        del runs[run["run_id"]]
+        finished.append(run["run_id"])
     while queue and len(runs) < ctx.max_batch:
-        entry = queue.pop(0)
-        run = admit(ctx, entry, runtime.stream_writer)
-        if run is None:  # already finished on disk, or stopped before it was summarised
-            finished.append(entry["run_id"])
-        else:
-            runs[run["run_id"]] = run
+        entries = [queue.pop(0) for _ in range(min(len(queue), ctx.max_batch - len(runs)))]
+        admitted = concurrently(lambda entry: _admit_quietly(ctx, entry), entries)
+        for entry, (run, events) in zip(entries, admitted, strict=True):
+            for event in events:
+                emit(event)
+            if run is None:  # already finished on disk, or stopped before it was summarised
+                finished.append(entry["run_id"])
+            else:
+                runs[run["run_id"]] = run
     return {"queue": queue, "runs": runs, "finished": finished}
+
+
+def _admit_quietly(ctx: MILRContext, entry: QueuedRun) -> tuple[RunState | None, list[dict]]:
+    """`admit`, keeping its events for the caller to emit in queue order."""
+    events: list[dict] = []
+    return admit(ctx, entry, events.append), events
 
 
 # ----------------------------------------------------------------------------- the queue
@@ -223,7 +233,12 @@ def critic_list(critic: Critic) -> list[dict]:
 
 # ----------------------------------------------------------------------------- finishing
 def finish_run(ctx: MILRContext, run: RunState, emit) -> None:
-    """Write the run's summary, final image and report, and free its slot."""
+    """Write the run's summary, final image and report, free its slot, and say so."""
+    emit(_done_event(write_summary(ctx, run)))
+
+
+def write_summary(ctx: MILRContext, run: RunState) -> Trace:
+    """The run's summary, final image and report; frees its slot. Returns the finished trace."""
     writer = ctx.writer(run["run_id"])
     trace = Trace.load(writer.run_dir)
     best = best_round(trace.rounds)
@@ -242,7 +257,7 @@ def finish_run(ctx: MILRContext, run: RunState, emit) -> None:
     writer.finish(summary, trace.rounds[chosen].image)
     ctx.release(run["run_id"])
     log.info("run_done", run_id=run["run_id"], stop_reason=summary.stop_reason, rounds=summary.rounds)
-    emit(_done_event(Trace.load(writer.run_dir)))
+    return Trace.load(writer.run_dir)
 
 
 def _done_event(trace: Trace) -> dict:
