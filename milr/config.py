@@ -21,6 +21,13 @@ else:  # pragma: no cover - Python 3.10
 
 Modality = Literal["text", "image"]
 
+# Upper bounds on counts: far above any useful value, low enough that a typo fails at once instead of
+# running for days or past the model's context.
+MAX_STEPS = 1000  # the paper uses K = 20 (the authors' scripts 30); each step is a full decode
+MAX_REASONING_TOKENS = 2048  # the reasoning is a ~50-word plan; prompt, plan and image tokens share one context
+MIN_TEMPERATURE = 1e-4  # see `temperature`
+DEVICE_TYPES = ("cpu", "cuda", "mps")
+
 
 class ConfigError(ValueError):
     """A config value is out of range or contradicts another; the message names the field."""
@@ -29,11 +36,21 @@ class ConfigError(ValueError):
 class MILRConfig(BaseModel):
     """Settings of one MILR run (DESIGN §3). Every field is checked when the config is built."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: inf or nan in any float field is refused with the field named, instead of
+    # "probability tensor contains inf" in the middle of a run
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     # > Optimisation
-    steps: int = Field(20, ge=0, description="K: the most latent updates; a run makes at most K+1 generations.")
-    lr: float = Field(0.03, gt=0, description="Adam learning rate of both latent prefixes.")
+    steps: int = Field(
+        20, ge=0, le=MAX_STEPS, description="K: the most latent updates; a run makes at most K+1 generations."
+    )
+    lr: float = Field(
+        0.03,
+        gt=0,
+        le=10,
+        description="Adam learning rate of both latent prefixes. At most 10: Adam moves each latent coordinate "
+        "by about lr per step, and the post-norm latents are O(1), so larger steps only leave the model's range.",
+    )
     lambda_text: float = Field(0.2, gt=0, le=1, description="λt: fraction of the first reasoning's tokens optimised.")
     lambda_image: float = Field(0.02, gt=0, le=1, description="λv: fraction of image tokens optimised (11 of 576).")
     threshold: float = Field(0.9, ge=0, le=1, description="Stop once the mixed critic score reaches this value.")
@@ -50,12 +67,34 @@ class MILRConfig(BaseModel):
         "best", description="Return the best-scoring round (default) or the last one (the paper's choice)."
     )
     # > Decoding
-    cfg: float = Field(5.0, gt=0, description="Classifier-free guidance scale for image tokens.")
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature for image tokens.")
-    max_reasoning_tokens: int = Field(512, ge=1, description="Cap on the reasoning length (stops earlier at EOS).")
-    seed: int = Field(0, ge=0, description="Seeds image sampling and the random image subset.")
+    cfg: float = Field(
+        5.0,
+        gt=0,
+        le=100,
+        description="Classifier-free guidance scale for image tokens (Janus-Pro uses 5; at most 100, beyond "
+        "which the fused logits only grow towards overflow).",
+    )
+    temperature: float = Field(
+        1.0,
+        ge=MIN_TEMPERATURE,
+        description="Sampling temperature for image tokens. At least 1e-4: there sampling is already argmax "
+        "(a logit gap of 0.01 becomes 100 nats), and smaller values only push the float32 logits towards "
+        "overflow (1e-300 makes them inf and sampling fails).",
+    )
+    max_reasoning_tokens: int = Field(
+        512,
+        ge=1,
+        le=MAX_REASONING_TOKENS,
+        description="Cap on the reasoning length (stops earlier at EOS); at most 2048, since the reasoning is "
+        "a short plan that shares the model's context with the prompt and the image tokens.",
+    )
+    seed: int = Field(0, ge=0, le=2**63 - 1, description="Seeds image sampling and the random image subset.")
     # > Placement
-    device: str | None = Field(None, description="torch device; default cuda when available, else cpu.")
+    device: str | None = Field(
+        None,
+        description="torch device ('cpu', 'cuda', 'cuda:N', 'mps'); default cuda when available, else cpu. "
+        "Checked against this machine when the config is built.",
+    )
     compile: bool = Field(
         False,
         description="Decode with a static KV cache and a torch.compile'd step (CUDA graphs on a GPU); "
@@ -77,6 +116,13 @@ class MILRConfig(BaseModel):
     def _not_empty(cls, v: frozenset) -> frozenset:
         if not v:
             raise ValueError("optimize must name at least one of 'text', 'image'")
+        return v
+
+    @field_validator("device")
+    @classmethod
+    def _device_exists(cls, v: str | None) -> str | None:
+        if v is not None:
+            check_device(v)
         return v
 
     @model_validator(mode="after")
@@ -131,9 +177,37 @@ class MILRConfig(BaseModel):
         return data
 
 
+def check_device(device: str) -> None:
+    """`ValueError` naming the fix unless `device` is a torch device that exists on this machine.
+    torch is imported here, not at module level: `milr --help` must not load it."""
+    import torch
+
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"{device!r} is not a torch device; use 'cpu', 'cuda', 'cuda:N' or 'mps'") from None
+    if parsed.type not in DEVICE_TYPES:
+        raise ValueError(f"milr runs on {', '.join(DEVICE_TYPES)}, not {parsed.type!r}; use 'cpu' or 'cuda'")
+    if parsed.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                "CUDA is not available on this machine (torch.cuda.is_available() is False); "
+                "use device 'cpu' (--device cpu), or leave it unset to take CUDA only where there is one"
+            )
+        count = torch.cuda.device_count()
+        if parsed.index is not None and parsed.index >= count:
+            raise ValueError(
+                f"this machine has {count} CUDA device{'s' * (count != 1)} (cuda:0 to cuda:{count - 1}); "
+                f"use one of those, or 'cuda' for the current one"
+            )
+    if parsed.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("MPS is not available on this machine; use device 'cpu' (--device cpu) or leave it unset")
+
+
 def _explain(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "config"
-        lines.append(f"{field}: {e['msg']} (got {e.get('input')!r})")
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{field}: {msg} (got {e.get('input')!r})")
     return "invalid MILRConfig: " + "; ".join(lines)

@@ -87,3 +87,21 @@ def test_run_several_prompts_from_a_file_in_batches_refills_slots(tmp_path):
         assert (d / "report.html").is_file()
     assert main(["resume", *map(str, runs)]) == 0  # finished runs: resume has nothing left to do
     assert all(len((d / "rounds.jsonl").read_text().splitlines()) == 3 for d in runs)
+
+
+def test_the_cli_module_loads_no_torch():
+    """`milr --help` and argument errors stay fast: torch loads only once a command needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys, milr.cli; milr.cli.build_parser(); print('torch' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout == "False\n"
+
+
+def test_debug_is_accepted_before_and_after_every_subcommand():
+    parser = build_parser()
+    for argv in (["run", "p"], ["resume", "d"], ["traces", "list"], ["bench", "shapes", "--out", "o"],
+                 ["bench", "compare", "a", "b"]):  # fmt: skip
+        assert parser.parse_args(argv).debug is False
+        assert parser.parse_args(["--debug", *argv]).debug is True
+        assert parser.parse_args([*argv, "--debug"]).debug is True

@@ -4,6 +4,9 @@ Every critic is a plain object with a `name` and `__call__(image, prompt, spec=N
 a score of None means it abstained. The CLI maps names to constructors; nothing here registers itself.
 `score_many(critic, images, prompts, specs)` scores a batch with any critic: one forward for a
 `BatchCritic` (the transformers critics and the mixer have `score_batch`), one thread per image otherwise.
+`check_critic(critic)` is the cheap pre-flight (API key, reachable server, weights on disk) to run
+before any decode; a critic breaking the contract (no `Critique`, a score that is NaN or outside
+[0, 1]) is a `NotACritiqueError` alone and an abstention inside a `Mixer`.
 
 - `OpenAIJudge` ("gpt4o"), `UnifiedReward` ("unified"): VLM judges behind OpenAI-compatible servers.
 - `SelfReward` ("self"): the generating Janus answers yes/no about its own image.
@@ -15,7 +18,17 @@ a score of None means it abstained. The CLI maps names to constructors; nothing 
 - `Mixer`: a weighted mean of critics, run concurrently.
 """
 
-from milr.critics.base import BatchCritic, Critic, Critique, PromptSpec, SpecItem, score_many
+from milr.critics.base import (
+    BatchCritic,
+    Critic,
+    CriticCheckError,
+    Critique,
+    NotACritiqueError,
+    PromptSpec,
+    SpecItem,
+    check_critic,
+    score_many,
+)
 from milr.critics.detector import DetectorCritic
 from milr.critics.geneval import Detection, GenEvalOracle, GenEvalResult, evaluate, relative_position, summarize
 from milr.critics.mixer import Mixer
@@ -36,6 +49,7 @@ __all__ = [
     "ClipScoreCritic",
     "ClipColorClassifier",
     "Critic",
+    "CriticCheckError",
     "Critique",
     "Detection",
     "DetectorCritic",
@@ -44,6 +58,7 @@ __all__ = [
     "GroundingDinoDetector",
     "Mask2FormerDetector",
     "Mixer",
+    "NotACritiqueError",
     "OpenAIJudge",
     "PromptSpec",
     "SelfReward",
@@ -53,6 +68,7 @@ __all__ = [
     "t2i_compbench_critic",
     "UnifiedReward",
     "WeightsUnavailableError",
+    "check_critic",
     "evaluate",
     "relative_position",
     "score_many",

@@ -12,6 +12,8 @@ be, else one image per thread.
 from __future__ import annotations
 
 import contextvars
+import math
+import numbers
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -146,7 +148,76 @@ class BatchCritic(Critic, Protocol):
 
 
 class NotACritiqueError(TypeError):
-    """A critic returned something that is not a `Critique`: a bug in the critic, never an abstention."""
+    """A critic broke its contract: it returned something that is not a `Critique` (a float, None, a
+    dict), or a `Critique` whose score is not None and not a number in [0, 1] (NaN, 1.5, built with
+    `model_construct`). A bug in the critic, never an abstention, for a critic scored alone; inside a
+    `Mixer` the broken critic abstains on that image instead, with this message as its `error`."""
+
+
+class CriticCheckError(ValueError):
+    """A critic cannot work (no API key, weights missing, server unreachable), found by `check_critic`
+    before anything runs. The message names the critic and the fix."""
+
+    def __init__(self, critic: str, problem: str):
+        self.critic, self.problem = critic, problem
+        super().__init__(f"critic {critic}: {problem}")
+
+
+@runtime_checkable
+class CheckableCritic(Protocol):
+    """A critic with a cheap pre-flight `check()` that raises `CriticCheckError` when it cannot work."""
+
+    def check(self) -> None: ...
+
+
+def check_critic(critic: Critic) -> None:
+    """Fail before any decode (and before any trace folder exists) when `critic` cannot work.
+
+    `TypeError` when `critic` is not a Critic at all; otherwise its `check()`, when it has one (a
+    `Mixer` checks each of its critics). Whatever the check raises reaches the caller as a
+    `CriticCheckError` naming the critic."""
+    if not isinstance(critic, Critic):
+        raise TypeError(
+            f"{type(critic).__name__} is not a critic: a critic has a `name` and is called as "
+            "critic(image, prompt, spec) -> Critique"
+        )
+    if not isinstance(critic, CheckableCritic):
+        return
+    try:
+        critic.check()
+    except CriticCheckError:
+        raise
+    except Exception as err:
+        raise CriticCheckError(critic.name, _error_text(err)) from err
+
+
+def check_parts(*parts: object) -> None:
+    """`check()` each part of a critic that has one (its detector, colour classifier, models)."""
+    for part in parts:
+        if isinstance(part, CheckableCritic):
+            part.check()
+
+
+def contract_violation(critique: object) -> str | None:
+    """Why `critique` breaks the critic contract ("returned float 0.5, not a Critique", "returned a
+    Critique with score nan, outside [0, 1]"), or None when it keeps it."""
+    if critique is None:
+        return "returned None, not a Critique"
+    if not isinstance(critique, Critique):
+        return f"returned {type(critique).__name__} {_short_repr(critique)}, not a Critique"
+    score = critique.score
+    if score is None:
+        return None
+    if isinstance(score, bool) or not isinstance(score, numbers.Real):
+        return f"returned a Critique with score {_short_repr(score)} ({type(score).__name__}), not a number"
+    if not (math.isfinite(score) and 0.0 <= score <= 1.0):
+        return f"returned a Critique with score {score!r}, outside [0, 1]"
+    return None
+
+
+def _short_repr(value: object, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 # per-image calls in flight for a critic without `score_batch`: enough for network judges, which
@@ -176,14 +247,19 @@ def score_many(
     specs: Sequence[PromptSpec | None],
     *,
     max_workers: int | None = None,
+    strict: bool = True,
 ) -> list[Critique]:
     """One `Critique` per image, in input order, from any critic.
 
     A `BatchCritic` scores the batch with `score_batch`; should that raise, the images are scored
     one at a time. Other critics are called once per image, concurrently in up to `max_workers`
     threads (default `DEFAULT_MAX_WORKERS`), with the caller's contextvars. A critic that raises for
-    an image abstains on it (score None, error "Type: message"), as in the `Mixer`; one that returns
-    something other than a `Critique` raises `TypeError` naming it.
+    an image abstains on it (score None, error "Type: message"), as in the `Mixer`.
+
+    A critic that breaks its contract (`contract_violation`: not a `Critique`, or a score that is NaN
+    or outside [0, 1]) raises `NotACritiqueError` (a `TypeError`) naming it; with `strict=False` (how
+    the `Mixer` scores its critics) it abstains on that image instead, the error naming the critic
+    and what it returned.
     """
     images, prompts, specs = check_batch(images, prompts, specs)
     if not images:
@@ -191,60 +267,77 @@ def score_many(
     for image in images:
         image.load()  # decode a lazily opened file once, before threads share the image
     if isinstance(critic, BatchCritic):
-        return _score_batch_or_each(critic, images, prompts, specs, max_workers)
-    return _score_each(critic, images, prompts, specs, max_workers)
+        return _score_batch_or_each(critic, images, prompts, specs, max_workers, strict)
+    return _score_each(critic, images, prompts, specs, max_workers, strict)
 
 
-def _score_batch_or_each(critic: BatchCritic, images, prompts, specs, max_workers) -> list[Critique]:
+def _score_batch_or_each(critic: BatchCritic, images, prompts, specs, max_workers, strict) -> list[Critique]:
     started = time.perf_counter()
     try:
         critiques = critic.score_batch(images, prompts, specs)
-    except NotACritiqueError:
-        raise
+    except NotACritiqueError as err:
+        if strict:
+            raise
+        return [_raised(critic, err, started) for _ in images]
     except Exception as err:
         if len(images) == 1:
             return [_raised(critic, err, started)]
         # one image the critic cannot take (or a batch too large for memory) must cost that image
         # only, as it would when each image is scored alone
         log.warning("critic_batch_raised", critic=critic.name, n=len(images), error=_error_text(err))
-        return _score_each(critic, images, prompts, specs, max_workers)
+        return _score_each(critic, images, prompts, specs, max_workers, strict)
     if not isinstance(critiques, Sequence) or len(critiques) != len(images):
         got = len(critiques) if isinstance(critiques, Sequence) else type(critiques).__name__
-        raise NotACritiqueError(f"critic {critic.name!r}: score_batch returned {got} for {len(images)} images")
-    return [_checked(critic, critique) for critique in critiques]
+        problem = f"critic {critic.name!r}: score_batch returned {got} for {len(images)} images"
+        if strict:
+            raise NotACritiqueError(problem)
+        return [_broken(critic, problem, started) for _ in images]
+    return [_checked(critic, critique, strict, started) for critique in critiques]
 
 
-def _score_each(critic: Critic, images, prompts, specs, max_workers) -> list[Critique]:
+def _score_each(critic: Critic, images, prompts, specs, max_workers, strict) -> list[Critique]:
     if len(images) == 1:  # no pool for one image: the caller's thread does it
-        return [_score_one(critic, images[0], prompts[0], specs[0])]
+        return [_score_one(critic, images[0], prompts[0], specs[0], strict)]
     workers = min(max_workers or DEFAULT_MAX_WORKERS, len(images))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="critic") as pool:
         # contextvars do not cross threads by themselves: copy them so that the round/run ids bound
         # by the graph node reach the critic's log lines
         futures = [
-            pool.submit(contextvars.copy_context().run, _score_one, critic, image, prompt, spec)
+            pool.submit(contextvars.copy_context().run, _score_one, critic, image, prompt, spec, strict)
             for image, prompt, spec in zip(images, prompts, specs, strict=True)
         ]
         return [future.result() for future in futures]
 
 
-def _score_one(critic: Critic, image: Image.Image, prompt: str, spec: PromptSpec | None) -> Critique:
+def _score_one(critic: Critic, image: Image.Image, prompt: str, spec: PromptSpec | None, strict: bool) -> Critique:
     started = time.perf_counter()
     try:
         critique = critic(image, prompt, spec)
-    except NotACritiqueError:
-        raise
+    except NotACritiqueError as err:  # a critic wrapping a broken one: a bug, but inside a Mixer it abstains
+        if strict:
+            raise
+        return _raised(critic, err, started)
     except Exception as err:  # a broken critic must not take the whole round down
         return _raised(critic, err, started)
-    return _checked(critic, critique)
+    return _checked(critic, critique, strict, started)
 
 
-def _checked(critic: Critic, critique: object) -> Critique:
-    if not isinstance(critique, Critique):
-        raise NotACritiqueError(
-            f"critic {critic.name!r} ({type(critic).__name__}) returned {type(critique).__name__}, not a Critique"
-        )
-    return critique
+def _checked(critic: Critic, critique: object, strict: bool = True, started: float | None = None) -> Critique:
+    """`critique` when it keeps the contract; else `NotACritiqueError` (strict) or an abstention naming
+    the critic and what it returned."""
+    problem = contract_violation(critique)
+    if problem is None:
+        return critique
+    message = f"critic {critic.name!r} ({type(critic).__name__}) {problem}"
+    if strict:
+        raise NotACritiqueError(message)
+    return _broken(critic, message, started)
+
+
+def _broken(critic: Critic, message: str, started: float | None) -> Critique:
+    log.warning("critic_broke_contract", critic=critic.name, error=message)
+    seconds = 0.0 if started is None else time.perf_counter() - started
+    return Critique(critic=critic.name, score=None, error=f"{NotACritiqueError.__name__}: {message}", seconds=seconds)
 
 
 def _error_text(err: Exception) -> str:

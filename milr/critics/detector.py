@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import structlog
 from PIL import Image
 
-from milr.critics.base import Critique, PromptSpec, check_batch
+from milr.critics.base import Critique, PromptSpec, check_batch, check_parts
 from milr.critics.geneval import (
     MAX_OBJECTS,
     POSITION_THRESHOLD,
@@ -148,6 +148,10 @@ class DetectorCritic:
         self.box_threshold, self.nms_iou, self.max_objects = box_threshold, nms_iou, max_objects
         self.position_threshold, self.wrong_count = position_threshold, wrong_count
         self.name = name or self.name
+
+    def check(self) -> None:
+        """Cheap pre-flight: the default models' weights are on disk or downloadable (`WeightsUnavailableError`)."""
+        check_parts(self.detector, self.color_classifier)
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | Mapping | None = None) -> Critique:
         return self.score_batch([image], [prompt], [spec])[0]

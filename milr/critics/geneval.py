@@ -59,6 +59,7 @@ from milr.critics.base import (  # noqa: F401 (COCO_CLASSES, RELATIONS re-export
     Critique,
     PromptSpec,
     check_batch,
+    check_parts,
 )
 from milr.critics.spec_parse import spec_for
 
@@ -508,6 +509,10 @@ class GenEvalOracle:
         }
         self.position_threshold = position_threshold
         self.name = name or self.name
+
+    def check(self) -> None:
+        """Cheap pre-flight: the default models' weights are on disk or downloadable (`WeightsUnavailableError`)."""
+        check_parts(self.detector, self.color_classifier)
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | Mapping | None = None) -> Critique:
         return self.score_batch([image], [prompt], [spec])[0]

@@ -10,6 +10,7 @@ dicts) for the trace.
 from __future__ import annotations
 
 import contextvars
+import math
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ from typing import Literal
 import structlog
 from PIL import Image
 
-from milr.critics.base import Critic, Critique, PromptSpec, check_batch, score_many
+from milr.critics.base import Critic, CriticCheckError, Critique, PromptSpec, check_batch, check_critic, score_many
 
 log = structlog.get_logger(__name__)
 
@@ -45,7 +46,10 @@ class Mixer:
             (within a critic, a batch is `score_many`'s: one forward, or one thread per image).
         name (`str`, *optional*, defaults to `"mixed"`).
 
-    A critic that raises becomes an abstention with the exception recorded as its `error`.
+    A critic that raises becomes an abstention with the exception recorded as its `error`, and so
+    does one that breaks the contract (returns no `Critique`, or a score that is NaN or outside
+    [0, 1]): its error names it and what it returned, and it is never mixed in as a number.
+    `check()` checks every critic (`check_critic`) and names each one that cannot work.
     """
 
     def __init__(
@@ -77,6 +81,19 @@ class Mixer:
         self.policy = policy
         self.max_workers = max_workers
         self.name = name
+
+    def check(self) -> None:
+        """`check_critic` on every critic; one `CriticCheckError` naming each that cannot work."""
+        failed: list[CriticCheckError] = []
+        for critic in self.critics:
+            try:
+                check_critic(critic)
+            except CriticCheckError as err:
+                failed.append(err)
+        if len(failed) == 1:
+            raise failed[0]
+        if failed:
+            raise CriticCheckError(self.name, "; ".join(str(err) for err in failed))
 
     def weights_for(self, spec: PromptSpec | None) -> list[float]:
         """The weights used for a prompt with this spec (per-tag weights override the base ones)."""
@@ -119,6 +136,7 @@ class Mixer:
                     [images[i] for i in rows],
                     [prompts[i] for i in rows],
                     [specs[i] for i in rows],
+                    strict=False,  # a child breaking the contract abstains, named, rather than end the round
                 )
                 for j, rows in jobs
             ]
@@ -180,8 +198,8 @@ def _weights_list(names: list[str], weights: Sequence[float] | Mapping[str, floa
 
 
 def _check_weights(weights: list[float], what: str) -> None:
-    if any(w < 0 for w in weights) or not sum(weights) > 0:
-        raise ValueError(f"{what} must be >= 0 with a positive sum, got {weights}")
+    if any(not math.isfinite(w) or w < 0 for w in weights) or not sum(weights) > 0:
+        raise ValueError(f"{what} must be finite and >= 0 with a positive sum, got {weights}")
 
 
 def _line(child: Critique, weight: float) -> str:

@@ -29,7 +29,7 @@ import structlog
 import torch
 from PIL import Image
 
-from milr.critics.base import Critique, PromptSpec, check_batch
+from milr.critics.base import Critique, PromptSpec, check_batch, check_parts
 from milr.critics.geneval import detect_many
 from milr.critics.mixer import Mixer
 from milr.critics.vision import (
@@ -613,6 +613,10 @@ class T2ISpatialCritic:
             detector = GroundingDinoDetector(device=device)
         self.detector, self.box_threshold = detector, box_threshold
         self.name = name or self.name
+
+    def check(self) -> None:
+        """Cheap pre-flight: the default models' weights are on disk or downloadable (`WeightsUnavailableError`)."""
+        check_parts(self.detector)
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
         return self.score_batch([image], [prompt], [spec])[0]

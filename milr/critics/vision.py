@@ -16,8 +16,10 @@ images, and gives what each image alone would (up to float noise).
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import structlog
@@ -77,8 +79,48 @@ def batches_by_size(images: Sequence[Image.Image], indices: Sequence[int], size:
     return [chunk for rows in groups.values() for chunk in batches(rows, size)]
 
 
+def _offline() -> bool:
+    # read now (huggingface_hub reads its constant at import): a test or a shell may set it later
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on") for v in OFFLINE_VARIABLES)
+
+
+OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+
+
+def weights_problem(name: str) -> str | None:
+    """Why weights named `name` (a local folder or a hub id) cannot load here, cheaply (no download,
+    no network): None when they are a local folder, in the hub cache, or downloadable (not offline)."""
+    path = Path(name).expanduser()
+    if path.exists():
+        return None if path.is_dir() else f"{name} is a file, not a model folder"
+    if name.startswith((".", "/", "~")) or name.count("/") > 1 or os.sep != "/" and os.sep in name:
+        return f"there is no folder {name}"
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, "config.json")
+    except Exception as err:  # not a valid repo id
+        return f"{name} is neither a folder nor a hub model id ({type(err).__name__})"
+    if isinstance(cached, str):
+        return None
+    if _offline():
+        return f"{name} is not in the local hub cache and the hub is off ({'/'.join(OFFLINE_VARIABLES)} is set)"
+    return None  # downloaded on first use
+
+
 class _Lazy:
-    """Loads `self._load()` once, on first use, safely from the Mixer's threads."""
+    """Loads `self._load()` once, on first use, safely from the Mixer's threads. `check()` is the
+    cheap pre-flight: the default weights are a local folder, cached, or downloadable."""
+
+    def check(self) -> None:
+        """`WeightsUnavailableError` with the fix when the weights can be neither found nor downloaded."""
+        name = getattr(self, "model_name", None)
+        if self._loaded or not isinstance(name, str):
+            return
+        problem = weights_problem(name)
+        if problem is not None:
+            what = type(self).__name__
+            raise WeightsUnavailableError(WEIGHTS_HELP.format(what=what, name=name) + f" ({problem})")
 
     def __init__(self):
         self._lock = threading.Lock()

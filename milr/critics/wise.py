@@ -47,7 +47,7 @@ class WiseJudge(ChatJudge):
         explanations (`dict[str, str]`, *optional*): prompt → WISE explanation.
         max_tokens (`int`, *optional*, defaults to 2000), temperature (defaults to 0): WISE's settings.
         Other keyword arguments go to `ChatJudge` as for `OpenAIJudge` (base_url, api_key, timeout,
-        max_retries, temperature, client, name).
+        max_retries, deadline, temperature, client, name).
     """
 
     name = "wise"
@@ -61,7 +61,7 @@ class WiseJudge(ChatJudge):
         max_tokens: int | None = 2000,
         **options,
     ):
-        # options: base_url, api_key, timeout, max_retries, temperature, client, name (see ChatJudge)
+        # options: base_url, api_key, timeout, max_retries, deadline, temperature, client, name (see ChatJudge)
         super().__init__(model=model, max_tokens=max_tokens, **options)
         self.explanations = dict(explanations or {})
         self.system = prompts.load("wise_system")

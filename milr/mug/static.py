@@ -68,21 +68,22 @@ class StaticDecoder:
     """Pooled static caches and the compiled decode step of one language model (a `LlamaModel`).
 
     `compile=False` keeps the static cache but runs every step eagerly (the same numbers, no compile
-    time): that is how the tests check the cache logic apart from the compiler."""
+    time): that is how the tests check the cache logic apart from the compiler. `backend` is
+    torch.compile's (a benchmark's smoke run passes "eager" to trace without code generation)."""
 
-    def __init__(self, lm: torch.nn.Module, *, compile: bool = True, max_caches: int = 4):
+    def __init__(self, lm: torch.nn.Module, *, compile: bool = True, backend: str = "inductor", max_caches: int = 4):
         self.lm = lm
         self.device = next(lm.parameters()).device
         self.max_caches = max_caches
         self._pool: OrderedDict[tuple[int, int], list[StaticCache]] = OrderedDict()
         self._lock = threading.Lock()
-        self.cuda_graphs = compile and self.device.type == "cuda"
+        self.cuda_graphs = compile and backend == "inductor" and self.device.type == "cuda"
         self.step = self.forward
         if compile:
             dynamo = torch._dynamo.config
             dynamo.recompile_limit = max(dynamo.recompile_limit, RECOMPILE_LIMIT)
             mode = "reduce-overhead" if self.cuda_graphs else None
-            self.step = torch.compile(self.forward, dynamic=False, mode=mode)
+            self.step = torch.compile(self.forward, dynamic=False, mode=mode, backend=backend)
 
     def forward(self, cache, mask, positions, input_ids=None, inputs_embeds=None) -> torch.Tensor:
         return self.lm(

@@ -110,9 +110,18 @@ class MILRContext:
         return self.config.override(seed=run["seed"])
 
     def release(self, run_id: str) -> None:
-        """Free a finished run's tensors and writer (its slot goes to the next queued run)."""
+        """Free a finished run's tensors and writer, whose lock on the run folder is released (its
+        slot goes to the next queued run)."""
         self.stores.pop(run_id, None)
-        self.writers.pop(run_id, None)
+        writer = self.writers.pop(run_id, None)
+        if writer is not None:
+            writer.close()
+
+    def close(self) -> None:
+        """Close every writer still open (runs cut short by an error or by a consumer that stopped
+        reading), so no run folder stays locked by this process."""
+        while self.writers:
+            self.writers.popitem()[1].close()
 
 
 @dataclass

@@ -22,17 +22,16 @@ from importlib import resources
 from pathlib import Path
 
 import structlog
-from langgraph.checkpoint.memory import InMemorySaver
-from langgraph.checkpoint.sqlite import SqliteSaver
 from PIL import Image
 
 from milr.config import MILRConfig
 from milr.critics import Mixer, PromptSpec
-from milr.critics.base import Critic
+from milr.critics.base import Critic, check_critic
 from milr.mug.janus import JanusMUG
 from milr.nodes.context import MILRContext, QueuedRun
 from milr.orchestrator.graph import build_graph, recursion_limit
 from milr.orchestrator.scheduler import best_round, check_prompt, queued
+from milr.orchestrator.serde import memory_saver, sqlite_saver
 from milr.traces import RoundRecord, Trace
 
 log = structlog.get_logger(__name__)
@@ -196,6 +195,7 @@ class MILR:
     def stream_resume(self, *run_dirs: str | Path, max_batch: int | None = None) -> Iterator[dict]:
         """`resume()` of one or several runs (batched together) as a stream of the same events as
         `stream_batch()`. The runs' settings come from their `run.json`; they must agree but for the seed."""
+        check_critic(self.critic)  # a critic that cannot work fails now, not after a round
         traces = [Trace.load(d) for d in run_dirs]
         if not traces:
             raise ValueError("stream_resume needs at least one run folder")
@@ -226,6 +226,7 @@ class MILR:
 
     def _queue(self, prompts, specs, names, seeds, resume: bool) -> list[QueuedRun]:
         """Checked queue entries for every prompt, before any trace folder is written."""
+        check_critic(self.critic)  # a critic that cannot work fails now, not after round 0
         if isinstance(prompts, str):
             raise TypeError("prompts must be a list of strings; for one prompt call milr(prompt)")
         prompts = list(prompts)
@@ -258,22 +259,30 @@ class MILR:
             "configurable": {"thread_id": thread},
             "recursion_limit": recursion_limit(config.steps, len(entries)),
         }
-        with self._compiled(ctx.out) as graph:
-            try:
-                for _mode, chunk in graph.stream({"queue": entries}, run_cfg, context=ctx, stream_mode=["custom"]):
-                    yield _with_result(chunk)
-            except Exception:
-                # Finished rounds are already on disk; say how to continue from them.
-                log.error("run_failed", runs=len(entries), hint="finished rounds are kept: milr resume <out>/<run_id>")
-                raise
+        # The trace folders are the truth: a checkpointed thread of an earlier, killed process must not
+        # bring back its active runs (their latents lived in that process), so the input resets them.
+        start = {"queue": entries, "runs": {}, "finished": []}
+        try:
+            with self._compiled(ctx.out) as graph:
+                try:
+                    for _mode, chunk in graph.stream(start, run_cfg, context=ctx, stream_mode=["custom"]):
+                        yield _with_result(chunk)
+                except Exception:
+                    # Finished rounds are already on disk; say how to continue from them.
+                    log.error(
+                        "run_failed", runs=len(entries), hint="finished rounds are kept: milr resume <out>/<run_id>"
+                    )
+                    raise
+        finally:
+            ctx.close()  # release the run folders' locks, however the stream ended
 
     @contextlib.contextmanager
     def _compiled(self, out: Path):
         if not self.checkpoint:
-            yield build_graph().compile(checkpointer=InMemorySaver())
+            yield build_graph().compile(checkpointer=memory_saver())
             return
         out.mkdir(parents=True, exist_ok=True)
-        with SqliteSaver.from_conn_string(str(out / "checkpoints.sqlite")) as saver:
+        with sqlite_saver(out / "checkpoints.sqlite") as saver:  # checkpoints redacted (serde.py)
             yield build_graph().compile(checkpointer=saver)
 
     @property

@@ -3,10 +3,13 @@ benchmark runner (whose Ray workers rebuild model and critics from these names i
 
 `--critic gpt4o:0.5,detector:0.5` is parsed here; this table is the only critic registry milr has.
 Constructors import lazily, so naming `shapes` never loads the GPT-4o client or a detector.
+The OpenAI-compatible judges (`JUDGES`) take their server options from `context["judge"]`
+(`--judge-model`, `--judge-base-url`, `--judge-timeout`, `--judge-retries`, `--judge-deadline`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -74,7 +77,7 @@ def _t2i_compbench(mug, category: str | None = None):
     return t2i_compbench_critic(category)
 
 
-def _wise(mug, explanations: dict[str, str] | None = None):
+def _wise(mug, explanations: dict[str, str] | None = None, **kw):
     from milr.critics import WiseJudge
 
     if explanations is None:
@@ -82,7 +85,7 @@ def _wise(mug, explanations: dict[str, str] | None = None):
             "the wise critic judges against each prompt's WISE explanation: use it in `milr bench wise` "
             "(or build WiseJudge(explanations={prompt: explanation}) in Python)"
         )
-    return WiseJudge(explanations=explanations)
+    return WiseJudge(explanations=explanations, **kw)
 
 
 def _shapes(mug, **kw):
@@ -116,7 +119,7 @@ def parse_critic_list(text: str) -> list[tuple[str, float]]:
             w = float(weight) if weight else 1.0
         except ValueError:
             raise ValueError(f"critic weight for {name!r} must be a number, got {weight!r}") from None
-        if w <= 0:
+        if not math.isfinite(w) or w <= 0:
             raise ValueError(f"critic weight for {name!r} must be > 0, got {w}")
         out.append((name, w))
     if not out:
@@ -126,16 +129,27 @@ def parse_critic_list(text: str) -> list[tuple[str, float]]:
 
 # Critics whose verdict needs what the benchmark knows of its prompts, and the context keys they take.
 CONTEXT_CRITICS = {"t2i_compbench": ("category",), "wise": ("explanations",)}
+# The OpenAI-compatible judges, and the server options they take (constructor keywords) from context["judge"].
+JUDGES = ("gpt4o", "unified", "wise")
+JUDGE_OPTIONS = ("model", "base_url", "timeout", "max_retries", "deadline")
 
 
 def build_critics(text: str, mug, *, context: dict | None = None) -> tuple[list[Critic], list[float]]:
     """The critics named in `text` and their weights, in order. `context` carries what some critics
-    need from the benchmark (`category` for t2i_compbench, `explanations` for wise)."""
+    need from the benchmark (`category` for t2i_compbench, `explanations` for wise) and, under
+    `judge`, options for every OpenAI-compatible judge named ({"model", "base_url", "timeout",
+    "max_retries", "deadline"}: constructor keywords; None values are left to the critic's default)."""
     context = context or {}
+    judge = {k: v for k, v in (context.get("judge") or {}).items() if v is not None}
+    unknown = sorted(set(judge) - set(JUDGE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown judge option(s) {', '.join(unknown)}; valid: {', '.join(JUDGE_OPTIONS)}")
     critics = []
     for name, _ in (pairs := parse_critic_list(text)):
-        needs = {key: context.get(key) for key in CONTEXT_CRITICS.get(name, ())}
-        critics.append(CRITICS[name](mug, **needs) if needs else CRITICS[name](mug))
+        kwargs = {key: context.get(key) for key in CONTEXT_CRITICS.get(name, ())}
+        if name in JUDGES:
+            kwargs.update(judge)
+        critics.append(CRITICS[name](mug, **kwargs))
     return critics, [w for _, w in pairs]
 
 

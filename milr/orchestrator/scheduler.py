@@ -147,12 +147,19 @@ def _fresh(entry: QueuedRun) -> RunState:
 
 
 def _continue(ctx: MILRContext, entry: QueuedRun, emit) -> RunState | None:
-    trace = Trace.load(ctx.out / entry["run_id"])
-    _check_same_run(ctx, entry, trace)
+    # The folder's lock before anything is read: what is read next cannot change under us, and a
+    # second process resuming the same run fails here (RunLockedError) instead of repeating rounds.
+    writer = TraceWriter(ctx.out / entry["run_id"], resume=True)
+    try:
+        trace = Trace.load(writer.run_dir)
+        _check_same_run(ctx, entry, trace)
+    except BaseException:
+        writer.close()
+        raise
     if trace.summary is not None:
+        writer.close()
         emit(_done_event(trace))
         return None
-    writer = TraceWriter(trace.path, resume=True)
     ctx.writers[entry["run_id"]] = writer
     run = state_from_trace(trace, ctx.config) if trace.rounds else _fresh(entry)
     log.info("resume", run_id=entry["run_id"], from_round=run["round"] + 1)

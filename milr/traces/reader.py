@@ -7,10 +7,18 @@ folder cheaply, without parsing their rounds.
 A killed writer can leave a half-written last line in `rounds.jsonl` (or, after a power cut, a tail of
 NUL bytes): it is skipped with a `TraceWarning`, never raised, so every finished round stays readable.
 Damage followed by valid rounds is not a crash artefact and raises, naming the line.
+
+Every file is read through `milr.traces.files.read_member`: only plain files inside the run folder,
+never through a symbolic link, never a name with `..` or an absolute path taken from a record. Latents
+are checked against the SHA-256 in their round's record before they are parsed, so a changed or
+damaged file gives one clear `LatentsDamagedError`, never a half-read state or a parser's traceback.
+The writer's `.lock` file is not part of a trace and is never read.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -18,13 +26,18 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from safetensors.torch import load_file
+from safetensors.torch import load as safetensors_load
 
+from milr.traces.files import member, read_member
 from milr.traces.schema import SCHEMA_VERSION, RoundRecord, RunInfo, RunSummary
 
 
 class TraceWarning(UserWarning):
     """A trace was readable but not intact (e.g. a half-written last round was skipped)."""
+
+
+class LatentsDamagedError(ValueError):
+    """A round's latents file does not match its checksum, or cannot be parsed."""
 
 
 class LoadedRound:
@@ -60,16 +73,23 @@ class LoadedRound:
 
     @property
     def image_path(self) -> Path:
-        return self.run_dir / self.record.image
+        """The image file, checked to lie inside the run folder (`UnsafePathError` otherwise)."""
+        return member(self.run_dir, self.record.image, f"round {self.record.round} image")
+
+    def image_bytes(self) -> bytes:
+        """The image file's bytes; FileNotFoundError if missing, `UnsafePathError` if it is not a
+        plain file inside the run folder."""
+        try:
+            return read_member(self.run_dir, self.record.image, f"round {self.record.round} image")
+        except FileNotFoundError:
+            raise FileNotFoundError(
+                f"round {self.record.round}: image file {self.record.image!r} is missing from trace "
+                f"{self.run_dir.name!r}"
+            ) from None
 
     @property
     def image(self) -> Image.Image:
-        path = self.image_path
-        if not path.is_file():
-            raise FileNotFoundError(
-                f"round {self.record.round}: image file {path.name!r} is missing from trace {self.run_dir.name!r}"
-            )
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(self.image_bytes())) as img:
             return img.convert("RGB")
 
     def model_dump(self, **kwargs) -> dict:
@@ -124,12 +144,15 @@ class Trace:
         raise KeyError(f"trace {self.path.name!r} has no round {k} (rounds on disk: {len(self.rounds)})")
 
     def latents(self, k: int) -> dict[str, torch.Tensor]:
-        """The tensors saved with round `k` (optimised prefixes, Adam state, generator state)."""
+        """The tensors saved with round `k` (optimised prefixes, Adam state, generator state), checked
+        against the record's checksum (`LatentsDamagedError` when they differ)."""
         record = self.round(k)
         rel = record.latents or f"latents/round_{k:02d}.safetensors"
-        if not (self.path / rel).is_file():
-            raise FileNotFoundError(f"round {k}: latents file {rel!r} is missing from trace {self.path.name!r}")
-        return load_file(str(self.path / rel))
+        try:
+            return read_latents(self.path, k, rel, record.latents_sha256)[0]
+        except FileNotFoundError:
+            missing = f"round {k}: latents file {rel!r} is missing from trace {self.path.name!r}"
+            raise FileNotFoundError(missing) from None
 
 
 @dataclass
@@ -145,7 +168,7 @@ class TraceInfo:
     @classmethod
     def read(cls, path: Path) -> TraceInfo:
         try:
-            return cls(path, read_run_info(path), read_summary(path), _count_lines(path / "rounds.jsonl"))
+            return cls(path, read_run_info(path), read_summary(path), _count_lines(path))
         except (OSError, ValueError) as exc:
             return cls(path, None, None, 0, error=str(exc))
 
@@ -156,10 +179,10 @@ class TraceInfo:
 # ----------------------------------------------------------------------------- files
 def read_run_info(path: Path) -> RunInfo:
     """`run.json`, checked against the schema versions this milr reads."""
-    run_file = path / "run.json"
-    if not run_file.is_file():
-        raise FileNotFoundError(f"{path.name!r} is not a milr trace (no run.json)")
-    raw = _json_object(run_file)
+    try:
+        raw = _json_object(path, "run.json")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path.name!r} is not a milr trace (no run.json)") from None
     version = raw.get("schema_version", 1)
     if not isinstance(version, int) or isinstance(version, bool):
         raise ValueError(f"{path.name}/run.json: schema_version must be an integer, got {version!r}")
@@ -174,16 +197,18 @@ def read_run_info(path: Path) -> RunInfo:
 
 
 def read_summary(path: Path) -> RunSummary | None:
-    summary_file = path / "summary.json"
-    return RunSummary.model_validate(_json_object(summary_file)) if summary_file.is_file() else None
+    try:
+        return RunSummary.model_validate(_json_object(path, "summary.json"))
+    except FileNotFoundError:
+        return None
 
 
 def read_records(path: Path) -> list[RoundRecord]:
     """The rounds in `rounds.jsonl` (none if the file is absent), skipping a damaged tail with a warning."""
-    rounds_file = path / "rounds.jsonl"
-    if not rounds_file.is_file():
+    try:
+        lines = read_member(path, "rounds.jsonl", "rounds.jsonl").split(b"\n")
+    except FileNotFoundError:
         return []
-    lines = rounds_file.read_bytes().split(b"\n")
     records: list[RoundRecord] = []
     damaged: int | None = None  # first damaged line (1-based) not yet followed by a valid one
     for number, line in enumerate(lines, start=1):
@@ -210,18 +235,46 @@ def read_records(path: Path) -> list[RoundRecord]:
     return records
 
 
-def _json_object(file: Path) -> dict:
+def read_latents(run_dir: Path, k: int, rel: str, sha256: str | None) -> tuple[dict[str, torch.Tensor], dict]:
+    """Round `k`'s latents file `rel` (tensors on the CPU, and its string metadata), verified against
+    `sha256` when the record has one (older traces do not). FileNotFoundError if it is missing;
+    `LatentsDamagedError` naming the round and file if it was changed, cut or damaged."""
+    data = read_member(run_dir, rel, f"latents file of round {k}")
+    fix = f"milr cannot continue this run from round {k}: restore the file, or run the prompt again into a new folder"
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise LatentsDamagedError(
+            f"trace {run_dir.name!r}: latents of round {k} do not match their checksum: the file was changed or "
+            f"damaged ({rel}, {len(data)} bytes); {fix}"
+        )
     try:
-        obj = json.loads(file.read_bytes())
+        tensors = safetensors_load(data)
+        header = json.loads(data[8 : 8 + int.from_bytes(data[:8], "little")])
+        meta = header.get("__metadata__") or {}
+        if not isinstance(meta, dict):
+            raise ValueError("metadata is not a JSON object")
+    except Exception as exc:  # whatever the parser raises on bad bytes: one clear error naming the file
+        raise LatentsDamagedError(
+            f"trace {run_dir.name!r}: latents of round {k} cannot be read: the file is damaged ({rel}: "
+            f"{type(exc).__name__}); {fix}"
+        ) from None
+    return tensors, meta
+
+
+def _json_object(path: Path, name: str) -> dict:
+    data = read_member(path, name, name)
+    try:
+        obj = json.loads(data)
     except ValueError as exc:
-        raise ValueError(f"{file.parent.name}/{file.name} is not valid JSON: {exc}") from None
+        raise ValueError(f"{path.name}/{name} is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
-        raise ValueError(f"{file.parent.name}/{file.name} must hold a JSON object")
+        raise ValueError(f"{path.name}/{name} must hold a JSON object")
     return obj
 
 
-def _count_lines(file: Path) -> int:
+def _count_lines(path: Path) -> int:
     # Complete lines only: a half-written last one has no newline yet.
-    if not file.is_file():
+    try:
+        data = read_member(path, "rounds.jsonl", "rounds.jsonl")
+    except FileNotFoundError:
         return 0
-    return sum(1 for line in file.read_bytes().split(b"\n")[:-1] if line.strip(b" \t\r\x00"))
+    return sum(1 for line in data.split(b"\n")[:-1] if line.strip(b" \t\r\x00"))

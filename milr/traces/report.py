@@ -6,6 +6,10 @@ Content-Security-Policy forbids any request besides those data URLs. It
 shows the prompt and config, the reward curve, and per round the image, the reasoning with the
 optimised prefix marked and a word diff against the round before, and each critic's score, rationale
 and error. Every user- or model-written string is redacted, then HTML-escaped.
+
+Only files inside the run folder are embedded: an image that a record names outside it (`..`, an
+absolute path), reaches through a symbolic link, or that is not a PNG is shown as refused, with a
+`TraceWarning`, never read into the page.
 """
 
 from __future__ import annotations
@@ -16,12 +20,13 @@ import html
 import json
 import re
 import shutil
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
-from milr.traces.files import atomic_write_bytes, atomic_write_text
-from milr.traces.reader import LoadedRound, Trace
+from milr.traces.files import UnsafePathError, atomic_write_bytes, atomic_write_text, read_member
+from milr.traces.reader import LoadedRound, Trace, TraceWarning
 from milr.traces.redaction import redact, redact_data, secret_values
 
 # No script, no external anything: only inline styles and data-URL images may load.
@@ -163,10 +168,22 @@ def _stats(r: LoadedRound) -> str:
     return '<p class="meta">' + " · ".join(parts) + "</p>"
 
 
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
 def _image_html(r: LoadedRound) -> str:
-    if not r.image_path.is_file():
+    try:
+        png = r.image_bytes()
+    except FileNotFoundError:
         return f'<div class="missing">image {esc(r.image_file)} is missing</div>'
-    return f'<img alt="round {r.round}" src="{_data_url(r.image_path.read_bytes())}">'
+    except UnsafePathError as exc:
+        warnings.warn(f"report: {exc}", TraceWarning, stacklevel=2)
+        return f'<div class="missing">image {esc(r.image_file)} refused: not a plain file in the run folder</div>'
+    if not png.startswith(PNG_SIGNATURE):
+        warnings.warn(f"report: round {r.round} image {r.image_file!r} is not a PNG file; refused", TraceWarning,
+                      stacklevel=2)  # fmt: skip
+        return f'<div class="missing">image {esc(r.image_file)} refused: not a PNG file</div>'
+    return f'<img alt="round {r.round}" src="{_data_url(png)}">'
 
 
 def _round_html(r: LoadedRound, before: LoadedRound | None, best: int | None, returned: int | None) -> str:
@@ -273,8 +290,8 @@ def export_geneval(
             (folder / "samples").mkdir(parents=True, exist_ok=True)
             atomic_write_text(folder / "metadata.jsonl", json.dumps(redact_data(meta, secret_values())) + "\n")
         idx = groups[key]
-        source, round_ = _pick_image(trace, which)
-        atomic_write_bytes(out / f"{idx:05d}" / "samples" / f"{counts[idx]:04d}.png", source.read_bytes())
+        png, round_ = _pick_image(trace, which)
+        atomic_write_bytes(out / f"{idx:05d}" / "samples" / f"{counts[idx]:04d}.png", png)
         index.append({"idx": idx, "sample": counts[idx], "run_id": trace.run.run_id, "round": round_, "which": which})
         counts[idx] += 1
     atomic_write_text(out / "export.jsonl", "".join(json.dumps(redact_data(row)) + "\n" for row in index))
@@ -301,19 +318,24 @@ def _drop_none(value):
     return value
 
 
-def _pick_image(trace: Trace, which: Which) -> tuple[Path, int]:
+def _pick_image(trace: Trace, which: Which) -> tuple[bytes, int]:
+    """The PNG bytes of the picked image, read only from inside the run folder, and its round."""
     if which == "final":
         if trace.summary is None:
             raise ValueError(f"trace {trace.path.name!r} is unfinished: no final image (use which='best' or 'last')")
-        source, round_ = trace.path / "final.png", trace.summary.final_round
+        name, round_ = "final.png", trace.summary.final_round
     else:
         if not trace.rounds:
             raise ValueError(f"trace {trace.path.name!r} has no finished round")
         r = {"best": trace.best or trace.rounds[0], "last": trace.rounds[-1], "first": trace.rounds[0]}[which]
-        source, round_ = r.image_path, r.round
-    if not source.is_file():
-        raise FileNotFoundError(f"trace {trace.path.name!r}: image {source.name!r} is missing")
-    return source, round_
+        name, round_ = r.image_file, r.round
+    try:
+        png = read_member(trace.path, name, f"round {round_} image")
+    except FileNotFoundError:
+        raise FileNotFoundError(f"trace {trace.path.name!r}: image {name!r} is missing") from None
+    if not png.startswith(PNG_SIGNATURE):
+        raise ValueError(f"trace {trace.path.name!r}: image {name!r} of round {round_} is not a PNG file")
+    return png, round_
 
 
 def _clear_numbered(out: Path, overwrite: bool) -> None:

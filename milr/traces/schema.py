@@ -79,6 +79,9 @@ class RoundRecord(_Record):
     step_norm: dict[str, float] = Field(default_factory=dict, description="Per modality, latent change.")
     seconds: dict[str, float] = Field(default_factory=dict, description="decode, critics, update.")
     latents: str | None = Field(None, description="Latents file, relative to the run folder.")
+    latents_sha256: str | None = Field(
+        None, description="SHA-256 of the latents file, checked before resuming from it (None in older traces)."
+    )
 
 
 class RunSummary(_Record):

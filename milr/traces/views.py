@@ -1,10 +1,13 @@
 """Terminal views of traces for `milr traces list` and `milr traces show` (rich renderables).
 
 Text from traces is shown with `Text` objects, never as console markup, so a prompt holding
-`[bold]` or `[/]` is printed as written rather than interpreted (or raising a markup error)."""
+`[bold]`, `[link=...]` or `[/]` is printed as written rather than interpreted (or raising a markup
+error). `Text` does not strip ANSI escapes, so every piece of trace text also goes through
+`terminal_text`, which shows control characters as visible escapes (`\\x1b[31m`, `\\x00`)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -13,6 +16,25 @@ from rich.text import Text
 
 from milr.traces.reader import Trace
 
+# C0 controls but tab and newline, DEL, C1 controls (8-bit CSI included), Unicode bidi overrides and
+# isolates (they reorder what the terminal shows), and the line/paragraph separators.
+_UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
+
+
+def terminal_text(text: object, *, newlines: bool = True) -> str:
+    """`text` safe for a terminal: every control character (the ESC of an ANSI sequence, NUL, a
+    carriage return, C1, bidi overrides) is replaced by its visible escape, so `"\\x1b[31m"` prints
+    as those eight characters. Newlines and tabs stay when `newlines`, else they become spaces.
+    This does not escape rich markup: put the result in a `Text`, never in a markup string."""
+    text = str(text)
+    if not newlines:
+        text = text.replace("\n", " ").replace("\t", " ")
+    return _UNSAFE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def _text(value: object, style: str = "", *, newlines: bool = False) -> Text:
+    return Text(terminal_text(value, newlines=newlines), style=style)
+
 
 def _score(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
@@ -20,20 +42,20 @@ def _score(value: float | None) -> str:
 
 def list_table(folder: str | Path) -> Table:
     """One row per run under `folder`, oldest first: run, prompt, rounds, final score, stop reason."""
-    table = Table(title=f"runs in {Path(folder).name}/", title_justify="left")
+    table = Table(title=_text(f"runs in {Path(folder).name}/"), title_justify="left")
     for col in ("run", "prompt", "rounds", "final score", "stop reason"):
         table.add_column(col, overflow="fold")
     for info in Trace.scan(folder):
         if info.run is None:
-            table.add_row(Text(info.path.name), Text(f"unreadable: {info.error}", style="red"), "-", "-", "-")
+            table.add_row(_text(info.path.name), _text(f"unreadable: {info.error}", "red"), "-", "-", "-")
             continue
         s = info.summary
         table.add_row(
-            Text(info.run.run_id),
-            Text(info.run.prompt),
+            _text(info.run.run_id),
+            _text(info.run.prompt),
             str(info.rounds),
             _score(s.final_score) if s else "-",
-            Text(s.stop_reason) if s else Text("unfinished", style="yellow"),
+            _text(s.stop_reason) if s else Text("unfinished", style="yellow"),
         )
     return table
 
@@ -49,7 +71,7 @@ def rounds_table(trace: Trace) -> Table:
         marks = " best" * (r.round == best) + " returned" * (r.round == returned)
         table.add_row(
             Text(f"{r.round}{marks}"),
-            Text(r.modality + (" (prefix changed)" if r.text_prefix_changed else "")),
+            _text(r.modality + (" (prefix changed)" if r.text_prefix_changed else "")),
             _score(r.score),
             _critics_text(r),
             _reasoning_text(r.reasoning, r.text_prefix),
@@ -60,30 +82,35 @@ def rounds_table(trace: Trace) -> Table:
 def _critics_text(r) -> Text:
     text = Text()
     for i, c in enumerate(r.critiques):
-        text.append(("\n" if i else "") + f"{c.critic}: {_score(c.score)}")
+        text.append(("\n" if i else "") + terminal_text(f"{c.critic}: {_score(c.score)}", newlines=False))
         if c.error:
-            text.append(f" {c.error}", style="red")
+            text.append(" " + terminal_text(c.error, newlines=False), style="red")
     return text
 
 
 def _reasoning_text(reasoning: str, prefix: str) -> Text:
     prefix, body = prefix.strip(), reasoning.lstrip()
     if prefix and body.startswith(prefix):
-        return Text.assemble((prefix, "bold"), body[len(prefix) :])
-    return Text(reasoning)
+        return Text.assemble((terminal_text(prefix), "bold"), terminal_text(body[len(prefix) :]))
+    return Text(terminal_text(reasoning))
 
 
 def show(trace: Trace, console: Console) -> None:
     """Print one run: prompt, rounds, how it ended."""
     run = trace.run
-    console.print(Text.assemble((run.prompt, "bold"), f"  ({run.run_id}, model {run.model})"))
+    console.print(
+        Text.assemble(
+            (terminal_text(run.prompt, newlines=False), "bold"),
+            terminal_text(f"  ({run.run_id}, model {run.model})", newlines=False),
+        )
+    )
     console.print(rounds_table(trace))
     s = trace.summary
     if s is None:
         console.print(Text(f"unfinished: {len(trace.rounds)} rounds on disk", style="yellow"))
     else:
         console.print(
-            Text(
+            _text(
                 f"stop: {s.stop_reason}; returned round {s.final_round} ({s.select}, score {_score(s.final_score)}), "
                 f"best round {s.best_round}, {s.seconds:.1f}s"
             )

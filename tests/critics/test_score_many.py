@@ -118,20 +118,25 @@ def test_a_critic_returning_no_critique_is_a_type_error_naming_it():
         def __call__(self, image, prompt, spec=None):
             return 0.5
 
-    with pytest.raises(TypeError, match="critic 'sloppy' \\(Sloppy\\) returned float, not a Critique"):
+    with pytest.raises(TypeError, match="critic 'sloppy' \\(Sloppy\\) returned float 0.5, not a Critique"):
         score_many(Sloppy(), IMAGES, PROMPTS, SPECS)
+    # inside a mixer the broken critic abstains, named, and the others still count
     mixer = Mixer([Sloppy(), PerImage()])
-    with pytest.raises(TypeError, match="'sloppy'"):  # inside a mixer too: a bug, not an abstention
-        score_many(mixer, IMAGES, PROMPTS, SPECS)
+    mixed = score_many(mixer, IMAGES, PROMPTS, SPECS)
+    assert [c.score for c in mixed] == pytest.approx([0.0, 0.1, 0.2, 0.3])
+    sloppy = [Critique.model_validate(c.details["critiques"][0]) for c in mixed]
+    assert all(c.score is None and "critic 'sloppy' (Sloppy) returned float 0.5" in c.error for c in sloppy)
 
-    class Wrapper:  # a plain critic around the mixer: scored one image per thread
+    class Wrapper:  # a plain critic around a broken one: scored alone, still a TypeError naming the broken one
         name = "wrapper"
 
         def __call__(self, image, prompt, spec=None):
-            return mixer(image, prompt, spec)
+            return score_many(Sloppy(), [image], [prompt], [spec])[0]
 
     with pytest.raises(TypeError, match="'sloppy'"):
         score_many(Wrapper(), IMAGES, PROMPTS, SPECS)
+    inside = Mixer([Wrapper(), PerImage()])(IMAGES[0], "p0")  # and inside a mixer it abstains
+    assert inside.details["critiques"][0]["score"] is None and "'sloppy'" in inside.details["critiques"][0]["error"]
 
     class ShortBatch(Batched):
         def score_batch(self, images, prompts, specs):
@@ -139,6 +144,8 @@ def test_a_critic_returning_no_critique_is_a_type_error_naming_it():
 
     with pytest.raises(TypeError, match="critic 'batched': score_batch returned 3 for 4 images"):
         score_many(ShortBatch(), IMAGES, PROMPTS, SPECS)
+    short = score_many(ShortBatch(), IMAGES, PROMPTS, SPECS, strict=False)
+    assert all(c.score is None and "score_batch returned 3 for 4 images" in c.error for c in short)
 
 
 def test_a_batch_critic_scores_the_whole_batch_in_one_call():
