@@ -76,13 +76,32 @@ def new_run_id(prompt: str, name: str | None = None) -> str:
     random suffix, e.g. `20261128-201500-a-red-cat-3f9a1c`. Both pass through `redact` first: a key
     pasted into a prompt never becomes part of a folder name."""
     if name is not None:
-        clean = re.sub(r"[^A-Za-z0-9._-]+", "-", _ascii(redact(name)))
-        clean = re.sub(r"\.{2,}", ".", clean).strip(".-")[:MAX_NAME].rstrip(".-")
+        clean = _redacted_until_stable(name, _clean_name)
         if not clean:
             raise ValueError(f"run name {name!r} has no usable characters; use letters, digits, '-', '_' or '.'")
         return clean
-    slug = re.sub(r"[^a-z0-9]+", "-", _ascii(redact(prompt)).lower()).strip("-")[:MAX_SLUG].strip("-") or "run"
-    return f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(3)}"
+    slug = _redacted_until_stable(prompt, _slug) or "run"
+    run_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{slug}-{secrets.token_hex(3)}"
+    return _redacted_until_stable(run_id, _clean_name)
+
+
+def _clean_name(text: str) -> str:
+    clean = re.sub(r"[^A-Za-z0-9._-]+", "-", _ascii(text))
+    return re.sub(r"\.{2,}", ".", clean).strip(".-")[:MAX_NAME].rstrip(".-")
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", _ascii(text).lower()).strip("-")[:MAX_SLUG].strip("-")
+
+
+def _redacted_until_stable(text: str, clean) -> str:
+    """`clean(redact(text))`, again until redacting changes nothing: slugging can itself make a
+    key-shaped string ("sk abc..." → "sk-abc..."), which the trace writer would then redact in
+    run.json, and the run id on disk would no longer match the folder."""
+    out = clean(redact(text))
+    while redact(out, warn=False) != out:
+        out = clean(redact(out, warn=False))
+    return out
 
 
 def _ascii(text: str) -> str:

@@ -263,3 +263,11 @@ def test_run_ids_never_carry_a_secret(monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY")
     shaped = "hf_" + "aB3dE5gH7jK9mN1pQ3sT5vW7yZ2xC4fG6"  # never exported: caught by its shape
     assert "ab3de5gh7jk9mn1pq3st5vw7yz2xc4fg6" not in new_run_id(f"a dog {shaped}").lower()
+
+
+def test_a_run_id_is_stable_under_redaction_even_when_its_slug_looks_like_a_key():
+    from milr.traces.redaction import redact
+
+    prompt = "sk abcdefghijk lmnopqrstu 12345 x"  # not a key, but its slug "sk-abcdefghijk-..." is key-shaped
+    for run_id in (new_run_id(prompt), new_run_id("x", name=prompt)):
+        assert redact(run_id, warn=False) == run_id and "abcdefghijk" not in run_id
