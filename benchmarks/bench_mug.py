@@ -44,6 +44,28 @@ def build(hidden: int, layers: int, grid: int, device: str, dtype: torch.dtype, 
     return JanusMUG(model, tokenizer, tiny_image_processor(16 * grid), device=device, dtype=dtype)
 
 
+def transformers_image(mug: JanusMUG, prompt: str):
+    """transformers' own CFG image loop (`generate(generation_mode="image")`, tokens only) for one prompt,
+    as a call to time."""
+    model = mug.model
+    gc = model.generation_config
+    gc.bos_token_id, gc.pad_token_id = mug.ids["bos"], mug.ids["pad"]
+    gc.generation_kwargs = {"boi_token_id": mug.ids["boi"]}
+    ids = mug.cfg_prompt_ids(prompt)[:1]
+
+    def theirs():
+        model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            generation_mode="image",
+            do_sample=True,
+            guidance_scale=5.0,
+            max_new_tokens=mug.num_image_tokens,
+        )
+
+    return theirs
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         torch.cuda.synchronize()
@@ -78,23 +100,10 @@ def main() -> None:
     n = mug.num_image_tokens
     prompt = "a photo of a red cat left of a blue dog"
     model = mug.model
-    gc = model.generation_config
-    gc.bos_token_id, gc.pad_token_id = mug.ids["bos"], mug.ids["pad"]
-    gc.generation_kwargs = {"boi_token_id": mug.ids["boi"]}
-    ids = mug.cfg_prompt_ids(prompt)[:1]
+    theirs = transformers_image(mug, prompt)
 
     def ours():
         mug.draw(prompt, generator=torch.Generator(device=mug.device).manual_seed(0))
-
-    def theirs():
-        model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            generation_mode="image",
-            do_sample=True,
-            guidance_scale=5.0,
-            max_new_tokens=n,
-        )
 
     def tokens_only():  # our loop without the VQ decode, to compare like with like
         mug._image_tokens(mug.cfg_prompt_ids(prompt).tolist(), [{}], 5.0, 1.0, [None], False)

@@ -27,11 +27,11 @@ import torch
 from PIL import Image
 from transformers import (
     AutoTokenizer,
-    DynamicCache,
     JanusConfig,
     JanusForConditionalGeneration,
     JanusImageProcessorPil,
 )
+from transformers.cache_utils import Cache, DynamicLayer
 
 from milr import prompts
 from milr.mug.static import StaticDecoder, batch_bucket, pad_rows
@@ -165,13 +165,58 @@ def _advance(mask: torch.Tensor | None, positions: torch.Tensor) -> tuple[torch.
     return mask, positions[:, -1:] + 1
 
 
-class _DynamicSession:
-    """The eager decode: a `DynamicCache` and a mask that grow by one column per step. Call it with each
-    step's inputs; it returns the last hidden states [rows, H]."""
+class _GrowingLayer(DynamicLayer):
+    """A `DynamicLayer` that writes each step into a preallocated buffer and hands attention a view of
+    the filled part, instead of concatenating: `DynamicCache` copies the whole cache at every token,
+    about half of a 16-image decode's time on a CPU. Same numbers, bit for bit. A full buffer doubles,
+    up to `limit` (the decode's full length), so a reasoning that stops early reserves little."""
 
-    def __init__(self, lm, mask: torch.Tensor | None, positions: torch.Tensor):
+    def __init__(self, capacity: int, limit: int):
+        super().__init__()
+        self.capacity, self.limit, self.length = capacity, limit, 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device = key_states.device
+        self._k = key_states.new_empty(*key_states.shape[:2], self.capacity, key_states.shape[-1])
+        self._v = value_states.new_empty(*value_states.shape[:2], self.capacity, value_states.shape[-1])
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            self.capacity = max(end, min(2 * self.capacity, self.limit))
+            grown_k = self._k.new_empty(*self._k.shape[:2], self.capacity, self._k.shape[-1])
+            grown_v = self._v.new_empty(*self._v.shape[:2], self.capacity, self._v.shape[-1])
+            grown_k[:, :, : self.length] = self._k[:, :, : self.length]
+            grown_v[:, :, : self.length] = self._v[:, :, : self.length]
+            self._k, self._v = grown_k, grown_v
+        self._k[:, :, self.length : end] = key_states
+        self._v[:, :, self.length : end] = value_states
+        self.length = end
+        self.keys, self.values = self._k[:, :, :end], self._v[:, :, :end]
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.length
+
+    def reset(self) -> None:
+        super().reset()
+        self.length = 0
+
+
+class _DynamicSession:
+    """The eager decode: a growing KV cache and a mask that grows by one column per step. Call it with
+    each step's inputs; it returns the last hidden states [rows, H]."""
+
+    GROW_FROM = 128  # initial room for new tokens (reasoning usually stops at EOS well before its cap)
+
+    def __init__(self, lm, mask: torch.Tensor | None, positions: torch.Tensor, new_tokens: int):
         self.lm, self.mask, self.positions = lm, mask, positions
-        self.cache = DynamicCache()
+        width, layers = positions.shape[1], lm.config.num_hidden_layers
+        room = min(new_tokens, self.GROW_FROM)
+        self.cache = Cache(layers=[_GrowingLayer(width + room, width + new_tokens) for _ in range(layers)])
 
     def __call__(self, *, input_ids=None, inputs_embeds=None) -> torch.Tensor:
         h = self.lm(
@@ -374,10 +419,10 @@ class JanusMUG:
 
     @contextmanager
     def _session(self, mask: torch.Tensor | None, positions: torch.Tensor, new_tokens: int):
-        """The decode state of one batch: eager `DynamicCache`, or with `compile` on a pooled static
+        """The decode state of one batch: an eager growing cache, or with `compile` on a pooled static
         cache whose steps after the prefill run compiled (milr/mug/static.py)."""
         if not self.compile:
-            yield _DynamicSession(self.model.model.language_model, mask, positions)
+            yield _DynamicSession(self.model.model.language_model, mask, positions, new_tokens)
             return
         if self.static is None:
             self.static = StaticDecoder(self.model.model.language_model)

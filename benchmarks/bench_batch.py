@@ -1,0 +1,213 @@
+"""Batched decodes (DESIGN §2): images/s of a full draw (CFG image tokens + VQ decode, reasoning
+excluded) at B = 1, 4, 16 distinct prompts, left-padded, each row with its own generator; and greedy
+reasoning tokens/s at the same B. Two models side by side in one process: the bench model of
+bench_mug.py (hidden 512, 8 layers, 576 image tokens, 16384 codes) and the shipped ShapesWorld model.
+At B = 1 it also times transformers' `generate(generation_mode="image")` on the bench model.
+
+    python benchmarks/bench_batch.py [--repeats 3 --shapes-repeats 20] [--compile] [--out PATH]
+    python benchmarks/bench_batch.py --quick --out /tmp/b.json   # tiny sizes, 1 repeat (the test)
+
+Repeats are interleaved (one timing of every B, then the next round), so a load change on the machine
+hits every B alike; the load average at start and end is recorded, other load itself is not knowable.
+Saves benchmarks/results/bench_batch.json unless --out says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import transformers
+
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_mug import build, sync, transformers_image  # noqa: E402
+
+from milr.bench.datasets import load_shapes  # noqa: E402
+from milr.config import MILRConfig  # noqa: E402
+from milr.orchestrator.facade import load_mug  # noqa: E402
+
+RESULTS = Path(__file__).parent / "results"
+BATCHES = (1, 4, 16)
+REASONING_TOKENS = 32
+
+
+def distinct_prompts(count: int) -> list[str]:
+    """ShapesEval prompts, duplicates dropped, in dataset order (they differ in length: real padding)."""
+    seen: list[str] = []
+    for item in load_shapes(50):
+        if item.prompt not in seen:
+            seen.append(item.prompt)
+    if len(seen) < count:
+        raise SystemExit(f"ShapesEval has only {len(seen)} distinct prompts, {count} asked")
+    return seen[:count]
+
+
+def interleaved(fns: dict[object, Callable[[], object]], repeats: int, device: str) -> dict:
+    """Seconds of each call, `repeats` rounds of all calls in turn, after one warm-up call each."""
+    for fn in fns.values():
+        fn()
+    out: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            out[key].append(time.perf_counter() - t)
+            print(f"  {key}: {out[key][-1]:.3f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def summary(seconds: list[float], per_call: int, unit: str) -> dict:
+    med = statistics.median(seconds)
+    return {
+        f"{unit}_per_s": round(per_call / med, 3),
+        f"{unit}_per_s_best": round(per_call / min(seconds), 3),
+        "seconds_median": round(med, 4),
+        "seconds_min": round(min(seconds), 4),
+        "seconds": [round(s, 4) for s in seconds],
+    }
+
+
+def measure(mug, prompts: list[str], batches, repeats: int, cfg: float, reasoning_tokens: int) -> dict:
+    """images/s of `draw_batch` and reasoning tokens/s of `reason_batch` at every B, interleaved."""
+    device = str(mug.device)
+
+    def draw(b: int):
+        def call():
+            gens = [torch.Generator(device=mug.device).manual_seed(1000 * i) for i in range(b)]
+            mug.draw_batch(prompts[:b], cfg=cfg, generators=gens)
+
+        return call
+
+    emitted: dict[int, int] = {}
+
+    def reason(b: int):
+        def call():
+            emitted[b] = sum(len(r.ids) for r in mug.reason_batch(prompts[:b], max_new_tokens=reasoning_tokens))
+
+        return call
+
+    draws = interleaved({b: draw(b) for b in batches}, repeats, device)
+    thoughts = interleaved({b: reason(b) for b in batches}, repeats, device)
+    out: dict = {}
+    for b in batches:
+        row = summary(draws[b], b, "images")
+        row["image_prompt_tokens"] = [len(mug.image_prompt_ids(p)) for p in prompts[:b]]
+        out[f"B={b}"] = row
+    first, last = batches[0], batches[-1]
+    for b in batches[1:]:
+        out[f"speedup_B{b}_vs_B{first}"] = round(out[f"B={b}"]["images_per_s"] / out[f"B={first}"]["images_per_s"], 2)
+    out["reasoning"] = {f"B={b}": summary(thoughts[b], emitted[b], "tokens") | {"tokens": emitted[b]} for b in batches}
+    out["reasoning"][f"speedup_B{last}_vs_B{first}"] = round(
+        out["reasoning"][f"B={last}"]["tokens_per_s"] / out["reasoning"][f"B={first}"]["tokens_per_s"], 2
+    )
+    return out
+
+
+def versus_transformers(mug, prompt: str, repeats: int) -> dict:
+    """B = 1: our full draw and our token loop alone against transformers' image `generate` (tokens only)."""
+    device = str(mug.device)
+    rows = mug.cfg_prompt_ids(prompt).tolist()
+    times = interleaved(
+        {
+            "ours_draw": lambda: mug.draw(prompt, generator=torch.Generator(device=mug.device).manual_seed(0)),
+            "ours_tokens_only": lambda: mug._image_tokens(rows, [{}], 5.0, 1.0, [None], False),
+            "transformers_generate": transformers_image(mug, prompt),
+        },
+        repeats,
+        device,
+    )
+    med = {k: statistics.median(v) for k, v in times.items()}
+    return {
+        **{f"{k}_seconds_median": round(v, 4) for k, v in med.items()},
+        **{f"{k}_seconds": [round(s, 4) for s in v] for k, v in times.items()},
+        "ratio_draw": round(med["transformers_generate"] / med["ours_draw"], 3),
+        "ratio_tokens_only": round(med["transformers_generate"] / med["ours_tokens_only"], 3),
+        "note": "ratio = transformers seconds / ours (> 1: ours faster); ours_draw includes the VQ decode",
+    }
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds on the bench model (after a warm-up)")
+    ap.add_argument("--shapes-repeats", type=int, default=20, help="timed rounds on ShapesWorld")
+    ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    ap.add_argument("--compile", action="store_true", help="also time ShapesWorld with compile=True (CPU: slow)")
+    ap.add_argument("--quick", action="store_true", help="tiny bench model, 1 repeat: a smoke run")
+    ap.add_argument("--out", type=Path, default=RESULTS / "bench_batch.json")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's). On a shared machine 1 is steadier: a busy core stalls every "
+        "multi-threaded op at its barrier, which hits big batches (parallel ops) and spares B = 1 (small ones)",
+    )
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batches = tuple(int(b) for b in args.batches.split(","))
+    if batches[0] != 1:
+        raise SystemExit("--batches must start at 1 (speedups are against B = 1)")
+    if args.quick:
+        args.repeats = args.shapes_repeats = 1
+        size = {"hidden": 64, "layers": 2, "grid": 4, "codes": 512}
+    else:
+        size = {"hidden": 512, "layers": 8, "grid": 24, "codes": 16384}
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    prompts = distinct_prompts(max(batches))
+    result: dict = {
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cpus": os.cpu_count(),
+        "loadavg_start": [round(x, 2) for x in load_start],
+        "quick": args.quick,
+        "repeats": {"bench_model": args.repeats, "shapes": args.shapes_repeats},
+        "batches": list(batches),
+        "what": "images/s of draw_batch (CFG tokens + VQ decode; reasoning excluded), B distinct "
+        "left-padded prompts with one generator each; median of interleaved repeats after a warm-up",
+    }
+
+    bench = build(size["hidden"], size["layers"], size["grid"], "cpu", torch.float32, None, size["codes"])
+    section = {"model": size | {"image_tokens": bench.num_image_tokens}}
+    section |= measure(bench, prompts, batches, args.repeats, 5.0, REASONING_TOKENS)
+    section["vs_transformers_B=1"] = versus_transformers(bench, prompts[0], args.repeats)
+    result["bench_model"] = section
+    del bench
+
+    shapes = load_mug("shapes", MILRConfig(device="cpu"))
+    cfg = float(shapes.recommended.get("cfg", 5.0))
+    tokens = int(shapes.recommended.get("max_reasoning_tokens", REASONING_TOKENS))
+    result["shapes"] = {"model": {"image_tokens": shapes.num_image_tokens, "cfg": cfg}}
+    result["shapes"] |= measure(shapes, prompts, batches, args.shapes_repeats, cfg, tokens)
+    if args.compile:
+        shapes.compile = True
+        result["shapes_compile"] = measure(shapes, prompts, batches, args.shapes_repeats, cfg, tokens)
+
+    last = batches[-1]
+    result["targets"] = {
+        f"bench_model_B{last}_vs_B1 >= 4": result["bench_model"].get(f"speedup_B{last}_vs_B1", 0) >= 4,
+        f"shapes_B{last}_vs_B1 >= 6": result["shapes"].get(f"speedup_B{last}_vs_B1", 0) >= 6,
+        "bench_model_B1_vs_transformers >= 0.95": section["vs_transformers_B=1"]["ratio_tokens_only"] >= 0.95,
+    }
+    result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(result, indent=2))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
