@@ -1,11 +1,15 @@
-"""The opt-in fast decode path (milr/mug/static.py): a static KV cache, batch buckets and the
-torch.compile'd step give the same tokens and latents as the eager DynamicCache loops."""
+"""The decode loops' caches: the eager loops' growing cache equals transformers' DynamicCache bit for
+bit; the opt-in fast path (milr/mug/static.py: a static KV cache, batch buckets and the
+torch.compile'd step) gives the same tokens and latents as the eager loops."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from transformers import DynamicCache
+from transformers.cache_utils import Cache
 
+from milr.mug.janus import _GrowingLayer, left_pad
 from milr.mug.static import StaticDecoder, batch_bucket, length_bucket
 from milr.mug.tiny import tiny_mug
 
@@ -46,6 +50,25 @@ def test_batches_and_lengths_round_up_to_few_shapes():
     assert [length_bucket(n) for n in (1, 64, 65)] == [64, 64, 128]
     with pytest.raises(ValueError, match="at least one row"):
         batch_bucket(0)
+
+
+def test_the_growing_eager_cache_equals_transformers_dynamic_cache_bit_for_bit(eager):
+    mug = eager[0]
+    lm = mug.model.model.language_model
+    ids, mask, positions = left_pad([mug.reasoning_ids(p) for p in PROMPTS], mug.ids["pad"], "cpu")
+    ours = Cache(
+        layers=[_GrowingLayer(ids.shape[1] + 2, ids.shape[1] + 5) for _ in range(lm.config.num_hidden_layers)]
+    )
+    theirs, step = DynamicCache(), ids
+    for _ in range(10):  # room for 2 new tokens: the buffer grows to its limit (5), then past it
+        h = [
+            lm(input_ids=step, attention_mask=mask, position_ids=positions, cache=c, use_cache=True).last_hidden_state
+            for c in (ours, theirs)
+        ]
+        assert torch.equal(h[0], h[1])
+        step = mug.model.lm_head(h[1][:, -1]).argmax(-1, keepdim=True)
+        mask, positions = torch.cat([mask, mask.new_ones(len(PROMPTS), 1)], 1), positions[:, -1:] + 1
+    assert ours.layers[0].capacity == ours.get_seq_length() == ids.shape[1] + 9
 
 
 def test_static_cache_decodes_like_the_dynamic_cache(eager):
