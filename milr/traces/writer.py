@@ -327,7 +327,7 @@ class TraceWriter:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
-            holder = _pid_in(fd)
+            holder = _holder_pid(fd)
             os.close(fd)
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
@@ -398,6 +398,15 @@ def _canonical(data: bytes) -> bytes:
     header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
     header += b" " * (-len(header) % 8)  # the data stay 8-byte aligned, as safetensors writes them
     return len(header).to_bytes(8, "little") + header + data[8 + n :]
+
+
+def _holder_pid(fd: int, wait: float = 0.5) -> int | None:
+    """The pid the lock's holder wrote. A holder writes it right after taking the lock, so a second
+    writer that comes in between finds the file still empty: give the holder a moment."""
+    deadline = time.monotonic() + wait
+    while (pid := _pid_in(fd)) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return pid
 
 
 def _pid_in(fd: int) -> int | None:
