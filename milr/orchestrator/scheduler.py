@@ -98,6 +98,7 @@ def check_prompt(mug: JanusMUG, prompt: str, spec: PromptSpec | dict | None) -> 
     """Fail early, before any trace is written, with the argument named."""
     if not isinstance(prompt, str) or not prompt.strip():
         raise ValueError(f"prompt must be a non-empty string, got {prompt!r}")
+    _check_known_words(mug, prompt)
     n_prompt = len(mug.reasoning_ids(prompt))
     # The image is drawn under prompt + reasoning: leave room for a short plan and every image token.
     room = mug.context_length - n_prompt - mug.num_image_tokens
@@ -116,6 +117,18 @@ def check_prompt(mug: JanusMUG, prompt: str, spec: PromptSpec | dict | None) -> 
     if isinstance(spec, PromptSpec):
         return spec
     raise TypeError(f"spec must be a PromptSpec, a GenEval metadata dict or None, got {type(spec).__name__}")
+
+
+def _check_known_words(mug: JanusMUG, prompt: str) -> None:
+    """A prompt the tokenizer reads as nothing but `<unk>` would run every round blind (the model
+    cannot see it and spec critics cannot parse it): refuse it before any trace is written."""
+    unk = mug.tokenizer.unk_token_id
+    ids = mug.tokenizer.encode(prompt, add_special_tokens=False)
+    if unk is not None and ids and all(i == unk for i in ids):
+        raise ValueError(
+            f"prompt {prompt[:60]!r} has no word the model's tokenizer knows (every token is "
+            f"{mug.tokenizer.unk_token!r}); write it in the model's vocabulary"
+        )
 
 
 # ----------------------------------------------------------------------------- admission

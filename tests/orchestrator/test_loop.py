@@ -154,7 +154,10 @@ def test_config_files_and_overrides(tmp_path):
         MILRConfig.from_file(tmp_path / "bad.toml")
 
 
-@pytest.mark.parametrize(("prompt", "match"), [("", "prompt"), ("   ", "prompt"), ("cat " * 400, "too long")])
+@pytest.mark.parametrize(
+    ("prompt", "match"),
+    [("", "prompt"), ("   ", "prompt"), ("cat " * 400, "too long"), ("zqxj vbnw", "no word the model")],
+)
 def test_bad_prompt_fails_early_and_leaves_no_trace(mug, tmp_path, prompt, match):
     milr = MILR(mug, ScriptedCritic([0.5]), MILRConfig(steps=1, max_reasoning_tokens=12), out=tmp_path)
     with pytest.raises(ValueError, match=match):
