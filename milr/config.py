@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -134,7 +134,7 @@ class MILRConfig(BaseModel):
             )
         return self
 
-    def __init__(self, **data):
+    def __init__(self, **data: Any) -> None:
         try:
             super().__init__(**data)
         except ValidationError as err:
@@ -205,9 +205,13 @@ def check_device(device: str) -> None:
 
 
 def _explain(err: ValidationError) -> str:
+    # Redacted: the message shows what was given, and a key pasted into a config file (`api_key = ...`)
+    # would otherwise be printed by `milr` and land in logs. Imported here: `milr --help` stays light.
+    from milr.traces.redaction import redact
+
     lines = []
     for e in err.errors():
         field = ".".join(str(p) for p in e["loc"]) or "config"
         msg = e["msg"].removeprefix("Value error, ")
         lines.append(f"{field}: {msg} (got {e.get('input')!r})")
-    return "invalid MILRConfig: " + "; ".join(lines)
+    return redact("invalid MILRConfig: " + "; ".join(lines))

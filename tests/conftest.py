@@ -1,10 +1,21 @@
-"""Shared fixtures: tiny random Janus models (real transformers classes, CPU, seeded)."""
+"""Shared fixtures: tiny random Janus models (real transformers classes, CPU, seeded).
+
+The test session is offline for real: the hub switches are set here, at import of the root conftest,
+before any test module imports milr, transformers or huggingface_hub (which read them once, at import;
+set later they change nothing and a missing model costs ~20 s of connection attempts).
+Subprocesses started by tests inherit them.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+# Before anything imports huggingface_hub (milr, transformers, the test modules): see the docstring.
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+os.environ.update(OFFLINE)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 

@@ -53,22 +53,20 @@ class BenchWorker:
     """One Ray actor: a model and its critics, loaded once, running a chunk of (prompt, sample) pairs
     at a time as one batch."""
 
-    def __init__(
-        self, setup: BenchSetup, method: str, n: int | None, out: str, curve: bool, threads: int | None, batch: int
-    ):
+    def __init__(self, setup: BenchSetup, method: str, n: int | None, curve: bool, threads: int | None, batch: int):
         if threads:
             import torch
 
             torch.set_num_threads(threads)
         self.mug, config, self.reward, self.evaluate = setup.build()
         self.spec = BenchSpec(method, config, n)
-        self.out, self.curve, self.batch = Path(out), curve, batch
+        self.curve, self.batch = curve, batch
 
     def describe(self) -> dict:
-        return bench_json(self.spec)
+        return bench_json(self.spec, self.reward, self.evaluate, curve=self.curve)
 
-    def run(self, pairs: list[tuple[BenchItem, int]]) -> list[dict]:
-        args = (self.spec, self.reward, self.evaluate, self.out, self.curve, self.batch)
+    def run(self, pairs: list[tuple[BenchItem, int]], out: str) -> list[dict]:
+        args = (self.spec, self.reward, self.evaluate, Path(out), self.curve, self.batch)
         return list(run_items(self.mug, pairs, *args))
 
 
@@ -113,9 +111,13 @@ def run_bench_ray(
     progress: bool = True,
     on_record: Callable[[dict], None] | None = None,
     batch: int = DEFAULT_BATCH,
+    benchmark: dict | None = None,
+    new_folder: bool = False,
 ) -> Path:
     """`run_bench` with the (prompt, sample) pairs run as Ray actor tasks, `batch` pairs per task (one
-    batched decode each); returns `out/results.jsonl`."""
+    batched decode each); returns `out/results.jsonl` (with `new_folder`, of the folder chosen). The
+    folder is checked against the sweep's settings as `run_bench` does, once the first worker has
+    built the config."""
     ray = _import_ray()
     _connect(ray, address, workers)
     count, per_gpu = worker_count(ray.cluster_resources(), workers)
@@ -126,11 +128,13 @@ def run_bench_ray(
     count = max(1, min(count, -(-left // batch)))  # no more workers than chunks of work
     actor = ray.remote(num_gpus=1 if per_gpu else 0, num_cpus=0 if per_gpu else 1)(BenchWorker)
     threads = None if per_gpu else 1  # one core per CPU worker: workers must not fight over cores
-    pool = [actor.remote(setup, method, n, str(out), curve, threads, batch) for _ in range(count)]
+    pool = [actor.remote(setup, method, n, curve, threads, batch) for _ in range(count)]
     try:
-        results, todo, skipped = start_sweep(items, out, ray.get(pool[0].describe.remote()), samples)
+        settings = {**ray.get(pool[0].describe.remote()), **({"benchmark": benchmark} if benchmark else {})}
+        results, todo, skipped = start_sweep(items, out, settings, samples, new_folder=new_folder)
         log.info("bench_ray", workers=count, gpu_per_worker=per_gpu, todo=len(todo), skipped=skipped)
-        records = _unordered(ray, pool, [todo[i : i + batch] for i in range(0, len(todo), batch)])
+        chunks = [todo[i : i + batch] for i in range(0, len(todo), batch)]
+        records = _unordered(ray, pool, chunks, str(results.parent))
         done = collect(records, results, method, len(todo), progress=progress, on_record=on_record)
     finally:  # a failed task must not leave actors holding GPUs in a long-lived cluster
         for a in pool:
@@ -139,15 +143,15 @@ def run_bench_ray(
     return results
 
 
-def _unordered(ray, pool: list, chunks: list[list[tuple[BenchItem, int]]]) -> Iterator[dict]:
+def _unordered(ray, pool: list, chunks: list[list[tuple[BenchItem, int]]], out: str) -> Iterator[dict]:
     """Keep every worker busy with a chunk; yield each chunk's records as soon as it is finished."""
     pending, queue = {}, list(reversed(chunks))
     for a in pool:
         if queue:
-            pending[a.run.remote(queue.pop())] = a
+            pending[a.run.remote(queue.pop(), out)] = a
     while pending:
         [ready], _ = ray.wait(list(pending), num_returns=1)
         worker = pending.pop(ready)
         if queue:
-            pending[worker.run.remote(queue.pop())] = worker
+            pending[worker.run.remote(queue.pop(), out)] = worker
         yield from ray.get(ready)

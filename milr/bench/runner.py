@@ -5,27 +5,35 @@ Methods: `baseline` (round 0 only), `milr` (any `MILRConfig`), `best-of-n` (N ge
 the same reward critic, keep the best; N defaults to steps + 1 so budgets match MILR's worst case).
 The evaluation critic is separate from the reward critic (reward `mixed`, evaluate `geneval`, as in
 the paper's Table 6); with `curve=True` every round is evaluated, for the test-time scaling curve.
+Every record names a trace folder under `out/traces` (best-of-N: its N samples as the rounds), so
+the images of every method can be looked at, reported and rescored.
+
+A folder is continued only by the same sweep (`milr.bench.folder`): other settings are refused.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import structlog
 import torch
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from milr.bench.datasets import BenchItem
+from milr.bench.datasets import BenchItem, stratified, take_per_tag
+from milr.bench.folder import choose_folder, write_settings
 from milr.config import MILRConfig
 from milr.critics.base import Critic, Critique, score_many
 from milr.mug.janus import image_prompt
 from milr.orchestrator import MILR
-from milr.traces import new_run_id
+from milr.orchestrator.scheduler import critic_list, run_info
+from milr.traces import CriticScore, RoundRecord, RunSummary, TraceWriter, new_run_id
 
 log = structlog.get_logger(__name__)
 
@@ -54,9 +62,17 @@ def correct_of(verdict: Critique, threshold: float) -> bool:
 
 
 def select_items(
-    items: list[BenchItem], *, tags: Iterable[str] | None = None, limit: int | None = None, shard: str | None = None
+    items: list[BenchItem],
+    *,
+    tags: Iterable[str] | None = None,
+    per_tag: int | None = None,
+    limit: int | None = None,
+    limit_seed: int = 0,
+    shard: str | None = None,
 ) -> list[BenchItem]:
-    """Filter by tag, shard (`i/n`: every n-th item from i), then cap at `limit`."""
+    """Filter by tag, keep the first `per_tag` of each tag, draw `limit` spread evenly over the tags
+    (seeded by `limit_seed`, in file order: `datasets.stratified`), then take the shard (`i/n`: every
+    n-th of those from i, so the shards of one selection partition it)."""
     if tags:
         wanted = set(tags)
         unknown = wanted - {it.tag for it in items}
@@ -65,10 +81,35 @@ def select_items(
                 f"unknown tag(s) {', '.join(sorted(unknown))}; this set has {sorted({i.tag for i in items})}"
             )
         items = [it for it in items if it.tag in wanted]
+    items = take_per_tag(items, per_tag)
+    if limit is not None:
+        items = stratified(items, limit, limit_seed)
     if shard:
         i, n = parse_shard(shard)
         items = items[i::n]
-    return items[:limit] if limit is not None else items
+    return items
+
+
+def describe_selection(
+    benchmark: str,
+    source: str | Path | None = None,
+    *,
+    tags: Iterable[str] | None = None,
+    per_tag: int | None = None,
+    limit: int | None = None,
+    limit_seed: int = 0,
+) -> dict:
+    """The prompt selection as `bench.json` records it (`run_bench(benchmark=...)`): the benchmark,
+    the file's name (never its path: no local path goes into a folder), tags, per-tag, limit and seed.
+    The shard is left out on purpose: shards of one sweep may fill one folder."""
+    return {
+        "benchmark": benchmark,
+        "file": Path(source).name if source is not None else None,
+        "tags": sorted(tags) if tags else None,
+        "per_tag": per_tag,
+        "limit": limit,
+        "limit_seed": limit_seed if limit is not None else None,
+    }
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -136,7 +177,7 @@ def run_items(
     """Run every (prompt, sample) pair, `batch` at a time, and yield one record per pair as it finishes."""
     if spec.method == "best-of-n":
         for chunk in _chunks(list(pairs), batch):
-            yield from _best_of_n_records(mug, chunk, spec, reward, evaluate, curve, batch)
+            yield from _best_of_n_records(mug, chunk, spec, reward, evaluate, out, curve, batch)
     else:
         yield from _milr_records(mug, pairs, spec, reward, evaluate, out, curve, batch)
 
@@ -175,12 +216,14 @@ def _milr_records(mug, pairs, spec: BenchSpec, reward, evaluate, out: Path, curv
         )
 
 
-def _best_of_n_records(mug, pairs, spec: BenchSpec, reward, evaluate, curve: bool, batch: int):
+def _best_of_n_records(mug, pairs, spec: BenchSpec, reward, evaluate, out: Path, curve: bool, batch: int):
     started = time.perf_counter()
-    scored = best_of_n(mug, pairs, spec.n, spec.config, reward, batch)
+    drawn = best_of_n(mug, pairs, spec.n, spec.config, reward, batch)
     seconds = (time.perf_counter() - started) / len(pairs)  # the chunk ran together: an equal share each
-    for (item, sample), (scores, images) in zip(pairs, scored, strict=True):
+    for (item, sample), one in zip(pairs, drawn, strict=True):
+        scores, images = one.scores, one.images
         best = max(range(len(scores)), key=lambda j: (scores[j] if scores[j] is not None else -1.0, -j))
+        trace = write_best_of_n_trace(mug, out / "traces", item, sample, spec, reward, one, best, seconds)
         yield _record(
             item,
             sample,
@@ -190,9 +233,68 @@ def _best_of_n_records(mug, pairs, spec: BenchSpec, reward, evaluate, curve: boo
             reward_scores=scores,
             generations=spec.n,
             seconds=seconds,
-            trace=None,
+            trace=str(trace.relative_to(out)),
             rounds_images=images if curve else None,
         )
+
+
+def run_name(item: BenchItem, sample: int) -> str:
+    """The trace folder name of one (prompt, sample), for every method."""
+    return new_run_id(item.prompt, f"{item.key}-s{sample}")
+
+
+def write_best_of_n_trace(mug, traces: Path, item, sample, spec: BenchSpec, reward, drawn: BestOfN, best: int,
+                          seconds: float) -> Path:  # fmt: skip
+    """The N samples of one best-of-N pair as a trace folder (sample j = round j, nothing optimised),
+    finished with the best sample, so its report, gallery image and rescoring work as for MILR. A
+    folder left by a killed attempt (its record never reached results.jsonl) is written anew."""
+    run_dir = traces / run_name(item, sample)
+    if run_dir.is_dir() and not run_dir.is_symlink():
+        shutil.rmtree(run_dir)  # an unrecorded attempt of this very pair: the sweep redoes it whole
+    seed = item_seed(spec.config.seed, item, sample)
+    entry = {"run_id": run_dir.name, "prompt": item.prompt, "spec": _spec_json(item), "seed": seed}
+    with TraceWriter(run_dir) as writer:
+        writer.start(run_info(_InfoContext(mug, reward, spec.config), entry))
+        for j, (verdict, image) in enumerate(zip(drawn.verdicts, drawn.images, strict=True)):
+            writer.write_round(_sample_record(j, verdict, drawn.reasoning), image)
+        n = len(drawn.images)
+        summary = RunSummary(stop_reason="best-of-n", best_round=best, last_round=n - 1, final_round=best,
+                             final_score=drawn.scores[best], rounds=n, seconds=seconds, select="best")  # fmt: skip
+        writer.finish(summary, drawn.images[best])
+    return run_dir
+
+
+def _spec_json(item: BenchItem) -> dict | None:
+    return item.spec.to_geneval() if item.spec is not None else None
+
+
+def _sample_record(j: int, verdict: Critique, reasoning: str) -> RoundRecord:
+    children = verdict.details.get("critiques")  # a mixer's verdict carries each critic's
+    if children:
+        critiques = [CriticScore.model_validate(c) for c in children]
+    else:
+        critiques = [CriticScore(**verdict.model_dump())]
+    return RoundRecord(
+        round=j,
+        modality="none",
+        reasoning=reasoning,
+        image=f"round_{j:02d}.png",
+        score=verdict.score,
+        reward=None if verdict.score is None else verdict.score - 1.0,
+        critiques=critiques,
+    )
+
+
+@dataclass
+class _InfoContext:
+    """What `run_info` reads of a graph context, for a run made outside the graph (best-of-N)."""
+
+    mug: object
+    critic: Critic
+    config: MILRConfig
+
+    def run_config(self, entry) -> MILRConfig:
+        return self.config.override(seed=entry["seed"])
 
 
 def _record(item, sample, spec, evaluate, *, final_image, reward_scores, generations, seconds, trace, rounds_images):
@@ -229,10 +331,18 @@ def first_pass(scores: list[float | None], threshold: float) -> int | None:
     return next((j + 1 for j, s in enumerate(scores) if s is not None and s >= threshold), None)
 
 
-def best_of_n(mug, pairs, n: int, config: MILRConfig, reward: Critic, batch: int = DEFAULT_BATCH):
+class BestOfN(NamedTuple):
+    scores: list[float | None]
+    images: list
+    verdicts: list[Critique]
+    reasoning: str
+
+
+def best_of_n(mug, pairs, n: int, config: MILRConfig, reward: Critic, batch: int = DEFAULT_BATCH) -> list[BestOfN]:
     """For each (item, sample): N images under the same (greedy, so identical) reasoning, sample j
-    drawn with seed `item_seed + j`; returns (reward scores, images) per pair. Reasoning is decoded for
-    all pairs in one batch, the N·len(pairs) images `batch` at a time, scored in batches."""
+    drawn with seed `item_seed + j`; returns (reward scores, images, verdicts, reasoning) per pair.
+    Reasoning is decoded for all pairs in one batch, the N·len(pairs) images `batch` at a time, scored
+    in batches."""
     texts = mug.reason_batch([item.prompt for item, _ in pairs], max_new_tokens=config.max_reasoning_tokens)
     rows = [(p, j) for p in range(len(pairs)) for j in range(n)]
     images = []
@@ -247,7 +357,15 @@ def best_of_n(mug, pairs, n: int, config: MILRConfig, reward: Critic, batch: int
         )
         images += [d.image for d in drawn]
     verdicts = score_many(reward, images, [pairs[p][0].prompt for p, _ in rows], [pairs[p][0].spec for p, _ in rows])
-    return [([v.score for v in verdicts[p * n : (p + 1) * n]], images[p * n : (p + 1) * n]) for p in range(len(pairs))]
+    return [
+        BestOfN(
+            [v.score for v in verdicts[p * n : (p + 1) * n]],
+            images[p * n : (p + 1) * n],
+            verdicts[p * n : (p + 1) * n],
+            texts[p].text,
+        )
+        for p in range(len(pairs))
+    ]
 
 
 def _chunks(seq: list, size: int) -> Iterator[list]:
@@ -268,11 +386,14 @@ def _progress(method: str, total: int, enabled: bool):
 
 
 def start_sweep(
-    items: list[BenchItem], out: Path, bench_json: dict, samples: int
+    items: list[BenchItem], out: Path, bench_json: dict, samples: int, *, new_folder: bool = False
 ) -> tuple[Path, list[tuple[BenchItem, int]], int]:
-    """Create `out`, record what the sweep is, and list the (item, sample) pairs not yet on disk."""
+    """Check that `out` is new or holds this same sweep (else `SweepMismatchError`; with `new_folder`
+    a fresh sibling folder is used), record what the sweep is, and list the (item, sample) pairs not
+    yet on disk. Returns (results file, pairs to run, pairs already done)."""
+    out = choose_folder(out, bench_json, new_folder)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "bench.json").write_text(json.dumps({**bench_json, "samples": samples}, indent=2))
+    write_settings(out, bench_json, samples)
     results = out / "results.jsonl"
     done = finished_keys(results)
     return results, [(it, s) for it in items for s in range(samples) if (it.key, s) not in done], len(done)
@@ -300,8 +421,26 @@ def collect(
     return len(correct)
 
 
-def bench_json(spec: BenchSpec) -> dict:
-    return {"method": spec.method, "n": spec.n, "config": spec.config.to_json_dict()}
+def bench_json(
+    spec: BenchSpec,
+    reward: Critic | None = None,
+    evaluate: Critic | None = None,
+    *,
+    curve: bool | None = None,
+    benchmark: dict | None = None,
+) -> dict:
+    """The settings `bench.json` records and a rerun is checked against (`milr.bench.folder`); what is
+    not given is not recorded and so not compared."""
+    data = {"method": spec.method, "n": spec.n, "config": spec.config.to_json_dict()}
+    if reward is not None:
+        data["reward_critic"] = critic_list(reward)
+    if evaluate is not None:
+        data["eval_critic"] = critic_list(evaluate)
+    if curve is not None:
+        data["curve"] = curve
+    if benchmark is not None:
+        data["benchmark"] = benchmark
+    return data
 
 
 def run_bench(
@@ -317,15 +456,21 @@ def run_bench(
     progress: bool = True,
     on_record: Callable[[dict], None] | None = None,
     batch: int = DEFAULT_BATCH,
+    benchmark: dict | None = None,
+    new_folder: bool = False,
 ) -> Path:
     """Run (or finish) a sweep in this process into `out/results.jsonl`; returns that path.
 
     `batch` runs share each decode (best-of-N: `batch` images per decode); records keep their shape
-    and the sweep stays resumable whatever the batch.
+    and the sweep stays resumable whatever the batch. `benchmark` (`describe_selection(...)`) records
+    which prompts were chosen. A folder holding a sweep with other settings is refused
+    (`SweepMismatchError` naming each difference); `new_folder=True` continues in a fresh sibling
+    `<out>-2`, ... instead: the returned path says which.
 
     `milr.bench.distributed.run_bench_ray` is the same sweep spread over Ray workers."""
-    out = Path(out)
-    results, todo, skipped = start_sweep(items, out, bench_json(spec), samples)
+    settings = bench_json(spec, reward, evaluate, curve=curve, benchmark=benchmark)
+    results, todo, skipped = start_sweep(items, Path(out), settings, samples, new_folder=new_folder)
+    out = results.parent
     records = run_items(mug, todo, spec, reward, evaluate, out, curve, batch)
     n = collect(records, results, spec.method, len(todo), progress=progress, on_record=on_record)
     log.info("bench_done", method=spec.method, records=n, skipped=skipped)

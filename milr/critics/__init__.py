@@ -15,7 +15,9 @@ before any decode; a critic breaking the contract (no `Critique`, a score that i
 - `BlipVQACritic` ("blip_vqa"), `ClipScoreCritic` ("clip"): T2I-CompBench's model-based scorers;
   `t2i_compbench_critic(category)` picks the one a category uses.
 - `WiseJudge` ("wise"): WISE's WiScore from a VLM judge, given each prompt's explanation.
-- `Mixer`: a weighted mean of critics, run concurrently.
+- `HumanCritic` ("human"): a person scores, the graph paused by LangGraph's `interrupt` until they
+  answer (`Command(resume={"score": ..., "rationale": ...})`); `ask_at_terminal` asks at a terminal.
+- `Mixer`: a weighted mean of critics, run concurrently (a person last, seeing the others' verdicts).
 """
 
 from milr.critics.base import (
@@ -31,6 +33,7 @@ from milr.critics.base import (
 )
 from milr.critics.detector import DetectorCritic
 from milr.critics.geneval import Detection, GenEvalOracle, GenEvalResult, evaluate, relative_position, summarize
+from milr.critics.human import AnswerAborted, HumanAnswer, HumanCritic, ask_at_terminal, asks_person
 from milr.critics.mixer import Mixer
 from milr.critics.openai_judge import OpenAIJudge, UnifiedReward
 from milr.critics.self_reward import SelfReward
@@ -44,6 +47,7 @@ from milr.critics.vision import (
 from milr.critics.wise import WiseJudge
 
 __all__ = [
+    "AnswerAborted",
     "BatchCritic",
     "BlipVQACritic",
     "ClipScoreCritic",
@@ -56,6 +60,8 @@ __all__ = [
     "GenEvalOracle",
     "GenEvalResult",
     "GroundingDinoDetector",
+    "HumanAnswer",
+    "HumanCritic",
     "Mask2FormerDetector",
     "Mixer",
     "NotACritiqueError",
@@ -68,6 +74,8 @@ __all__ = [
     "t2i_compbench_critic",
     "UnifiedReward",
     "WeightsUnavailableError",
+    "ask_at_terminal",
+    "asks_person",
     "check_critic",
     "evaluate",
     "relative_position",

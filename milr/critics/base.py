@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol, runtime_checkable
 
 import structlog
+from langgraph.errors import GraphBubbleUp, is_invalid_resume
 from PIL import Image
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -198,6 +199,13 @@ def check_parts(*parts: object) -> None:
             part.check()
 
 
+def is_graph_control(err: BaseException) -> bool:
+    """Whether `err` is LangGraph's control flow raised through a critic, never a failure to turn into an
+    abstention: an `interrupt` pausing the graph (a `HumanCritic` asking a person) or a resume value
+    that the interrupt's `response_schema` refused (the person is asked again)."""
+    return isinstance(err, GraphBubbleUp) or is_invalid_resume(err)
+
+
 def contract_violation(critique: object) -> str | None:
     """Why `critique` breaks the critic contract ("returned float 0.5, not a Critique", "returned a
     Critique with score nan, outside [0, 1]"), or None when it keeps it."""
@@ -254,7 +262,8 @@ def score_many(
     A `BatchCritic` scores the batch with `score_batch`; should that raise, the images are scored
     one at a time. Other critics are called once per image, concurrently in up to `max_workers`
     threads (default `DEFAULT_MAX_WORKERS`), with the caller's contextvars. A critic that raises for
-    an image abstains on it (score None, error "Type: message"), as in the `Mixer`.
+    an image abstains on it (score None, error "Type: message"), as in the `Mixer`; LangGraph's
+    control flow (`is_graph_control`: an `interrupt` asking a person) is raised, never an abstention.
 
     A critic that breaks its contract (`contract_violation`: not a `Critique`, or a score that is NaN
     or outside [0, 1]) raises `NotACritiqueError` (a `TypeError`) naming it; with `strict=False` (how
@@ -280,6 +289,8 @@ def _score_batch_or_each(critic: BatchCritic, images, prompts, specs, max_worker
             raise
         return [_raised(critic, err, started) for _ in images]
     except Exception as err:
+        if is_graph_control(err):
+            raise
         if len(images) == 1:
             return [_raised(critic, err, started)]
         # one image the critic cannot take (or a batch too large for memory) must cost that image
@@ -318,6 +329,8 @@ def _score_one(critic: Critic, image: Image.Image, prompt: str, spec: PromptSpec
             raise
         return _raised(critic, err, started)
     except Exception as err:  # a broken critic must not take the whole round down
+        if is_graph_control(err):
+            raise
         return _raised(critic, err, started)
     return _checked(critic, critique, strict, started)
 

@@ -5,12 +5,19 @@ GIL inside its kernels, so a GPT-4o call overlaps a detector forward pass. A bat
 (`score_batch`) goes to each critic whole, through `score_many`: one forward for a `BatchCritic`,
 one thread per image otherwise. Each child's `Critique` is kept in `details["critiques"]` (as
 dicts) for the trace.
+
+A person (`HumanCritic`) is asked last, one image at a time in batch order and in the caller's thread,
+seeing the machine critics' verdicts. Asking pauses the LangGraph graph (`interrupt`), and LangGraph
+re-runs the node from its start on resume, so the mixer holds the machine critiques of a paused batch
+and reuses them when the same images come back: no critic scores an image twice in a process.
 """
 
 from __future__ import annotations
 
 import contextvars
+import hashlib
 import math
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,12 +26,23 @@ from typing import Literal
 import structlog
 from PIL import Image
 
-from milr.critics.base import Critic, CriticCheckError, Critique, PromptSpec, check_batch, check_critic, score_many
+from milr.critics.base import (
+    Critic,
+    CriticCheckError,
+    Critique,
+    PromptSpec,
+    check_batch,
+    check_critic,
+    is_graph_control,
+    score_many,
+)
+from milr.critics.human import HumanCritic
 
 log = structlog.get_logger(__name__)
 
 Policy = Literal["renormalize", "fail", "zero"]
 POLICIES: tuple[str, ...] = ("renormalize", "fail", "zero")
+MAX_HELD = 4096  # machine critiques held for paused batches (a batch abandoned at a question stays until pushed out)
 
 
 class Mixer:
@@ -50,6 +68,9 @@ class Mixer:
     does one that breaks the contract (returns no `Critique`, or a score that is NaN or outside
     [0, 1]): its error names it and what it returned, and it is never mixed in as a number.
     `check()` checks every critic (`check_critic`) and names each one that cannot work.
+
+    A `HumanCritic` among the critics is asked after the others (see the module docstring); what it
+    raises (LangGraph's pause, a person aborting) reaches the caller, never an abstention.
     """
 
     def __init__(
@@ -81,6 +102,8 @@ class Mixer:
         self.policy = policy
         self.max_workers = max_workers
         self.name = name
+        self._held: dict[tuple[int, str], Critique] = {}  # (critic index, image key) -> critique, across a pause
+        self._held_lock = threading.Lock()  # one mixer may serve several graph runs at once (a server)
 
     def check(self) -> None:
         """`check_critic` on every critic; one `CriticCheckError` naming each that cannot work."""
@@ -113,16 +136,24 @@ class Mixer:
         for image in images:
             image.load()  # decode a lazily opened file once, before threads share the image
         weights = [self.weights_for(spec) for spec in specs]
-        children = self._score_children(images, prompts, specs, weights)
+        people = [j for j, c in enumerate(self.critics) if isinstance(c, HumanCritic)]
+        if people:
+            children = self._score_machines_then_people(images, prompts, specs, weights, people)
+        else:
+            children = self._score_children(images, prompts, specs, weights)
         return [self._verdict(scored, w, started) for scored, w in zip(children, weights, strict=True)]
 
     # ------------------------------------------------------------------ internals
-    def _score_children(self, images, prompts, specs, weights: list[list[float]]) -> list[dict[int, Critique]]:
+    def _score_children(
+        self, images, prompts, specs, weights: list[list[float]], only=None, scored=None
+    ) -> list[dict[int, Critique]]:
         """Per image, {critic index: its Critique} for the critics weighing it; a critic whose weight
-        is 0 for an image's spec is not run on that image (no wasted API call)."""
-        rows_of = {j: [i for i, w in enumerate(weights) if w[j] > 0] for j in range(len(self.critics))}
+        is 0 for an image's spec is not run on that image (no wasted API call). `only`: the critic
+        indices to run (default: all); `scored`: critiques already known, kept and not run again."""
+        scored = [{} for _ in images] if scored is None else scored
+        indices = range(len(self.critics)) if only is None else only
+        rows_of = {j: [i for i, w in enumerate(weights) if w[j] > 0 and j not in scored[i]] for j in indices}
         jobs = [(j, rows) for j, rows in rows_of.items() if rows]
-        scored: list[dict[int, Critique]] = [{} for _ in images]
         if not jobs:
             return scored
         with ThreadPoolExecutor(max_workers=self.max_workers or len(jobs), thread_name_prefix="critic") as pool:
@@ -144,6 +175,39 @@ class Mixer:
                 for i, critique in zip(rows, future.result(), strict=True):
                     scored[i][j] = critique
         return scored
+
+    def _score_machines_then_people(self, images, prompts, specs, weights, people: list[int]):
+        """The machine critics (held ones reused), then each person, image by image in order; when a
+        person's question pauses the graph, the machine critiques are held for the node's re-run."""
+        machines = [j for j in range(len(self.critics)) if j not in people]
+        keys = [_image_key(image, prompt, spec) for image, prompt, spec in zip(images, prompts, specs, strict=True)]
+        scored = [self._take_held(key, machines) for key in keys]
+        self._score_children(images, prompts, specs, weights, only=machines, scored=scored)
+        try:
+            for i, (image, prompt, spec) in enumerate(zip(images, prompts, specs, strict=True)):
+                others = [scored[i][j] for j in machines if j in scored[i]]
+                shown = {self.critics[j].name: weights[i][j] for j in machines if j in scored[i]}
+                for j in people:
+                    if weights[i][j] > 0:
+                        scored[i][j] = self.critics[j].ask(image, prompt, spec, others=others, weights=shown)
+        except Exception as err:
+            if is_graph_control(err):
+                self._hold(keys, scored, machines)
+            raise
+        return scored
+
+    def _take_held(self, key: str, machines: list[int]) -> dict[int, Critique]:
+        with self._held_lock:
+            return {j: c for j in machines if (c := self._held.pop((j, key), None)) is not None}
+
+    def _hold(self, keys: list[str], scored: list[dict[int, Critique]], machines: list[int]) -> None:
+        with self._held_lock:
+            for key, by_critic in zip(keys, scored, strict=True):
+                for j in machines:
+                    if j in by_critic:
+                        self._held[(j, key)] = by_critic[j]
+            while len(self._held) > MAX_HELD:  # oldest first: dicts keep insertion order
+                del self._held[next(iter(self._held))]
 
     def _verdict(self, scored: dict[int, Critique], weights: list[float], started: float) -> Critique:
         """One image's mixed Critique from its children's (critic order kept)."""
@@ -179,6 +243,15 @@ class Mixer:
             return None, "every critic abstained" if scored else "every critic has weight 0 for this prompt"
         # clamp: float rounding may put a mean of scores in [0, 1] a hair outside it
         return min(1.0, max(0.0, sum(s * w for s, w in pairs) / total)), None
+
+
+def _image_key(image: Image.Image, prompt: str, spec: PromptSpec | None) -> str:
+    """What a machine critique depends on: the pixels, the prompt and the spec."""
+    digest = hashlib.sha256(f"{image.mode} {image.size}".encode())
+    digest.update(image.tobytes())
+    digest.update(prompt.encode("utf-8", "surrogatepass"))
+    digest.update(b"\0" + (spec.model_dump_json() if spec is not None else "").encode())
+    return digest.hexdigest()
 
 
 def _weights_list(names: list[str], weights: Sequence[float] | Mapping[str, float] | None) -> list[float]:

@@ -52,6 +52,7 @@ CACHE_SIZE = 1024
 DEFAULT_DEADLINE = 120.0  # seconds per call, retries included
 CHECK_TIMEOUT = 3.0  # seconds `check()` waits for a TCP connection to `base_url`
 OPENAI_HOST = "api.openai.com"
+DEFAULT_MODEL = "gpt-4o"  # OpenAIJudge's model unless given or set in OPENAI_MODEL
 
 
 # ---------------------------------------------------------------------------------------------- verdicts
@@ -118,6 +119,17 @@ class _Redactor:
 
     def __call__(self, text: str) -> str:
         return text.replace(self.secret, "***") if self.secret else text
+
+    def data(self, value):
+        """`value` (JSON-like: a verdict's details) with the key replaced in every string: a server
+        that echoes the request puts it in the parsed verdict too, not only in the rationale."""
+        if isinstance(value, str):
+            return self(value)
+        if isinstance(value, dict):
+            return {self.data(k): self.data(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.data(v) for v in value]
+        return value
 
 
 # ---------------------------------------------------------------------------------------------- deadlines
@@ -318,7 +330,7 @@ class ChatJudge:
             critic=self.name,
             score=score,
             rationale=self._redact(rationale),
-            details={"model": self.model, "mode": self.mode, "cached": False, **details},
+            details=self._redact.data({"model": self.model, "mode": self.mode, "cached": False, **details}),
             seconds=time.perf_counter() - started,
         )
         with self._lock:
@@ -444,7 +456,7 @@ class OpenAIJudge(ChatJudge):
     """GPT-4o (or any OpenAI-compatible VLM with structured output) as an image–prompt judge.
 
     Args:
-        model (`str`, *optional*, defaults to `"gpt-4o"`).
+        model (`str`, *optional*): defaults to the `OPENAI_MODEL` environment variable, else `"gpt-4o"`.
         mode (`str`, *optional*, defaults to `"binary"`): `"binary"` scores 1 when the image fulfils
             the prompt and 0 otherwise (the authors' GPT-4o reward); `"graded"` asks for one check per
             requirement and scores the fraction satisfied (with a spec, the requirements are given).
@@ -466,7 +478,7 @@ class OpenAIJudge(ChatJudge):
 
     def __init__(
         self,
-        model: str = "gpt-4o",
+        model: str | None = None,
         mode: Mode = "binary",
         *,
         base_url: str | None = None,
@@ -485,7 +497,7 @@ class OpenAIJudge(ChatJudge):
         if mode not in ("binary", "graded"):
             raise ValueError(f"mode must be 'binary' or 'graded', got {mode!r}")
         super().__init__(
-            model=model,
+            model=model or os.environ.get("OPENAI_MODEL") or DEFAULT_MODEL,
             base_url=base_url,
             api_key=api_key,
             timeout=timeout,

@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 
 from milr.critics.base import Critique, PromptSpec, check_batch, check_parts
-from milr.critics.geneval import detect_many
+from milr.critics.geneval import Detection, detect_many
 from milr.critics.mixer import Mixer
 from milr.critics.vision import (
     DEFAULT_BATCH_SIZE,
@@ -525,8 +525,15 @@ SPATIAL_RELATIONS = (
 NEAR_RELATIONS = ("next to", "on side of", "near")
 PERSON_WORDS = {"girl", "boy", "man", "woman"}  # T2I-CompBench detects these as "person"
 IOU_THRESHOLD = 0.1
-DISTANCE_PX = 150  # T2I-CompBench's "near" distance, for its 512 px images
-REFERENCE_SIZE = 512
+DISTANCE_PX = 150  # T2I-CompBench's "near" distance, in pixels of UniDet's resized frame (below)
+# UniDet_eval/experts/model_bank.py resizes every image with torchvision's `Resize(size=479, max_size=480)`
+# before detection, and UniDet reports its boxes in that frame: the 150 px are measured there.
+UNIDET_SHORT_SIDE = 479
+UNIDET_MAX_SIDE = 480
+# the lowest box confidence that counts as a detection here. UniDet keeps boxes down to 0.1
+# (`unified_roi_heads.py`); 0.35 is GroundingDINO's own default box threshold, kept without a
+# measurement on real weights (README, "Real critics", says what measuring it needs)
+SPATIAL_BOX_THRESHOLD = 0.35
 ARTICLES = ("a ", "an ", "the ")
 
 
@@ -561,13 +568,37 @@ def _iou(a: tuple[float, ...], b: tuple[float, ...]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def unidet_frame(width: int, height: int) -> tuple[int, int]:
+    """(width, height) of UniDet's resized frame for a `width` × `height` image: torchvision's
+    `Resize(size=479, max_size=480)` (shorter side to 479, the longer capped at 480, both truncated
+    to integers as torchvision does). A 512 × 512 image becomes 479 × 479, 512 × 768 becomes 320 × 480."""
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be positive, got {width} x {height}")
+    short, long = sorted((width, height))
+    new_short, new_long = UNIDET_SHORT_SIDE, int(UNIDET_SHORT_SIDE * long / short)
+    if new_long > UNIDET_MAX_SIDE:
+        new_short, new_long = int(UNIDET_MAX_SIDE * new_short / new_long), UNIDET_MAX_SIDE
+    # torchvision refuses a side that truncates to 0 (aspect ratios beyond 240:1); one pixel keeps a score
+    new_short = max(new_short, 1)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def to_unidet_frame(box, size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """`box` (x1, y1, x2, y2 in pixels of an image of `size` = (width, height)) in UniDet's frame."""
+    width, height = size
+    frame_w, frame_h = unidet_frame(width, height)
+    sx, sy = frame_w / width, frame_h / height
+    return (box[0] * sx, box[1] * sy, box[2] * sx, box[3] * sy)
+
+
 def position_score(relation: str, box1, box2, *, distance_px: float = DISTANCE_PX) -> float:
     """T2I-CompBench's soft score that `box1` stands in `relation` to `box2` (boxes x1, y1, x2, y2, y down).
 
     Directional relations need the dominant axis and the right sign of the centre offset, then score 1
     when the boxes barely overlap (IoU < 0.1) and 0.1 / IoU otherwise; "near" relations score 1 when
     either centre offset is under `distance_px`, else distance_px / the larger offset. "on top of"
-    scores 0, as in T2I-CompBench (its evaluator lists it but scores only "on the top of")."""
+    scores 0, as in T2I-CompBench (its evaluator lists it but scores only "on the top of"). The boxes
+    must be in the frame `distance_px` is meant in: UniDet's for T2I-CompBench (`to_unidet_frame`)."""
     dx = (box2[0] + box2[2]) / 2 - (box1[0] + box1[2]) / 2
     dy = (box2[1] + box2[3]) / 2 - (box1[1] + box1[3]) / 2
     if relation in NEAR_RELATIONS:
@@ -591,9 +622,12 @@ class T2ISpatialCritic:
 
     Score = 0.25·conf1 + 0.25·conf2 + 0.5·position when both objects are found (their most confident
     boxes), 0.25·conf of the one found otherwise, and any score under 0.5 becomes 0 — T2I-CompBench's
-    rule. Substitutions, stated: the detector (GroundingDINO reads open phrases; UniDet has fixed
-    classes), detections below `box_threshold` count as not found, objects are whole phrases (see
-    `spatial_parts`), and the 150 px "near" distance scales with the image (150 at 512 px).
+    rule. Positions are judged in UniDet's frame, as upstream: the boxes are scaled to the image
+    resized by `Resize(size=479, max_size=480)` (`unidet_frame`) before the rule runs, so "near"
+    means a centre offset under 150 px of that frame (about 160 px of a 512 px image).
+    Substitutions, stated: the detector (GroundingDINO reads open phrases; UniDet has fixed
+    classes), detections below `box_threshold` (0.35; UniDet keeps 0.1) count as not found, and
+    objects are whole phrases (see `spatial_parts`).
 
     Args:
         detector (`callable`, *optional*): `(image, classes) -> list[Detection]`; defaults to
@@ -606,7 +640,9 @@ class T2ISpatialCritic:
 
     name = "t2i_spatial"
 
-    def __init__(self, detector=None, *, box_threshold: float = 0.35, device=None, name: str | None = None):
+    def __init__(
+        self, detector=None, *, box_threshold: float = SPATIAL_BOX_THRESHOLD, device=None, name: str | None = None
+    ):
         if detector is None:
             from milr.critics.vision import GroundingDinoDetector
 
@@ -644,16 +680,15 @@ class T2ISpatialCritic:
 
     def _verdict(self, image: Image.Image, parts: tuple[str, str, str], detections, started: float) -> Critique:
         obj1, relation, obj2 = parts
-        best: dict[str, object] = {}
+        best: dict[str, Detection] = {}
         for det in detections:
             if det.score >= self.box_threshold and (det.cls not in best or det.score > best[det.cls].score):
                 best[det.cls] = det
         found1, found2 = best.get(obj1), best.get(obj2)
         position = None
         if found1 is not None and found2 is not None:
-            position = position_score(
-                relation, found1.box, found2.box, distance_px=DISTANCE_PX * image.width / REFERENCE_SIZE
-            )
+            box1, box2 = (to_unidet_frame(d.box, image.size) for d in (found1, found2))
+            position = position_score(relation, box1, box2)
             raw = 0.25 * found1.score + 0.25 * found2.score + 0.5 * position
         else:
             raw = 0.25 * next((d.score for d in (found1, found2) if d is not None), 0.0)
@@ -663,6 +698,7 @@ class T2ISpatialCritic:
             "relation": relation,
             "confidences": [None if d is None else round(d.score, 4) for d in (found1, found2)],
             "position": position,
+            "unidet_frame": list(unidet_frame(*image.size)),  # where the position was judged
             "raw": raw,
         }
         rationale = f"{obj1} {relation} {obj2}: " + (

@@ -18,10 +18,12 @@ Prompts follow DeepSeek's chat format, built by hand for parity with the origina
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import warnings
+from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal, TypeAlias
 
 import torch
 from PIL import Image
@@ -56,10 +58,189 @@ WEIGHTS_HELP = (
 # Optional file in a checkpoint folder: {"config": {MILRConfig fields}, "prompts": {"reasoning": ...}}.
 RECOMMENDED_FILE = "milr_defaults.json"
 
+# transformers' weight file names: safetensors (loaded by default) and pickle (only on explicit opt-in).
+SAFE_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
+PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+# Keywords of transformers' `from_pretrained` that say where files come from: they go to every loader
+# (config, weights, tokenizer, image processor), the others to the model's `from_pretrained` only.
+HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "proxies", "token")
 
-def shipped_weight_names(name_or_path: str) -> set[str]:
-    """Tensor names in a checkpoint's safetensors files (a local folder or an already cached hub id),
-    read from the file headers only."""
+# The dtypes milr loads (MILRConfig.dtype names them), by every name transformers users write.
+DTYPES: dict[str, torch.dtype] = {
+    "float32": torch.float32,
+    "fp32": torch.float32,
+    "float": torch.float32,
+    "bfloat16": torch.bfloat16,
+    "bf16": torch.bfloat16,
+    "float16": torch.float16,
+    "fp16": torch.float16,
+    "half": torch.float16,
+}
+DTYPE_NAMES = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}
+DeviceMap: TypeAlias = "str | int | torch.device | Mapping[str, str | int | torch.device]"
+# device_map values that ask accelerate to spread a model over whatever devices there are
+DEVICE_MAP_STRATEGIES = ("auto", "balanced", "balanced_low_0", "sequential")
+
+
+def parse_dtype(value: torch.dtype | str | None, field: str = "dtype") -> torch.dtype | Literal["auto"] | None:
+    """`torch.bfloat16`, `"bfloat16"`, `"bf16"`, `"torch.bfloat16"` → `torch.bfloat16`; `"auto"` (the
+    checkpoint's own dtype) and None (bf16 on GPU, fp32 on CPU) unchanged. Anything else is refused
+    with `field` named and the valid values listed."""
+    if value is None or (isinstance(value, torch.dtype) and value in DTYPE_NAMES):
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower().removeprefix("torch.")
+        if key == "auto":
+            return "auto"
+        if key in DTYPES:
+            return DTYPES[key]
+    raise ValueError(
+        f"{field}={value!r} is not a dtype milr loads; use torch.float32, torch.bfloat16 or torch.float16, "
+        f"one of the strings {', '.join(repr(k) for k in DTYPES)}, or 'auto' (the checkpoint's own dtype)"
+    )
+
+
+def dtype_name(dtype: torch.dtype) -> Literal["float32", "bfloat16", "float16"]:
+    """The `MILRConfig.dtype` name of a dtype milr loads."""
+    if dtype not in DTYPE_NAMES:
+        raise ValueError(
+            f"the checkpoint's dtype is {dtype}, which milr does not run; pass dtype='bfloat16' or 'float32'"
+        )
+    return DTYPE_NAMES[dtype]  # type: ignore[return-value]
+
+
+def deprecated_torch_dtype(dtype: torch.dtype | str | None, kwargs: dict[str, Any]) -> torch.dtype | str | None:
+    """Take transformers' old `torch_dtype=` keyword out of `kwargs` as `dtype`, as transformers 5 does,
+    with a `FutureWarning`; giving both is an error rather than a silent choice."""
+    if "torch_dtype" not in kwargs:
+        return dtype
+    old = kwargs.pop("torch_dtype")
+    if dtype is not None and old is not None:
+        raise ValueError(f"pass the dtype once: dtype={dtype!r} and its deprecated alias torch_dtype={old!r} both set")
+    warnings.warn("`torch_dtype` is deprecated; use `dtype` (as in transformers 5)", FutureWarning, stacklevel=3)
+    return old
+
+
+def single_device(device_map: DeviceMap) -> torch.device | None:
+    """The one device a `device_map` names (`"cpu"`, `"cuda:1"`, `0`, `{"": "cuda"}`), or None for a
+    placement strategy (`"auto"`) or a map over several devices (or onto `"disk"`)."""
+    if isinstance(device_map, Mapping):
+        devices = {_map_device(v) for v in device_map.values()}
+        return devices.pop() if len(devices) == 1 and None not in devices else None
+    return _map_device(device_map)
+
+
+def _map_device(value: str | int | torch.device) -> torch.device | None:
+    if isinstance(value, torch.device):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return torch.device("cuda", value)  # an int is a GPU index, as in transformers
+    if isinstance(value, str) and value not in DEVICE_MAP_STRATEGIES:
+        try:
+            return torch.device(value)
+        except RuntimeError:  # "disk", a typo: not one device milr can decode on
+            return None
+    return None
+
+
+def weight_files(name_or_path: str, revision: str | None = None, **hub: Any) -> list[str]:
+    """The weight files a checkpoint has here (a local folder, or a hub id's files already in the
+    cache), without any download: the safetensors and pickle names transformers loads."""
+    from huggingface_hub import try_to_load_from_cache
+
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        return [f for f in (*SAFE_WEIGHTS, *PICKLE_WEIGHTS) if (folder / f).is_file()]
+    if folder.is_absolute():
+        return []  # a folder that is not there: the loader says so
+    cache = {"cache_dir": str(hub["cache_dir"])} if hub.get("cache_dir") else {}
+    try:
+        cached = {f: try_to_load_from_cache(name_or_path, f, revision=revision, **cache) for f in SAFE_WEIGHTS}
+        cached |= {f: try_to_load_from_cache(name_or_path, f, revision=revision, **cache) for f in PICKLE_WEIGHTS}
+    except ValueError:  # not a valid hub id (e.g. a relative folder that is not there): the loader says so
+        return []
+    return [f for f, path in cached.items() if isinstance(path, str)]
+
+
+def _placement_kwargs(device_map: DeviceMap | None, device: str | torch.device | None) -> dict[str, Any]:
+    """What transformers' `from_pretrained` gets for placement. A `device_map` naming one device needs
+    `accelerate` in transformers; without it the model loads on the CPU and is moved (the same result),
+    so `device_map="cpu"` works everywhere. Spreading a model over devices needs accelerate."""
+    if device_map is None:
+        return {}
+    one = single_device(device_map)
+    if device is not None and one is not None and not same_device(one, torch.device(device)):
+        raise ValueError(f"device={str(device)!r} and device_map={device_map!r} disagree; pass one of them")
+    from transformers.utils import is_accelerate_available
+
+    if is_accelerate_available():
+        return {"device_map": device_map}
+    if one is None:
+        raise ImportError(
+            f"device_map={device_map!r} spreads the model over devices, which needs the accelerate package "
+            "(pip install accelerate); for one device pass device='cuda' (or device_map='cuda')"
+        )
+    return {}
+
+
+def same_device(a: torch.device, b: torch.device) -> bool:
+    """`cpu` is `cpu:0`, and `cuda` (the current GPU) matches any `cuda:N`: only a named other device differs."""
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def _loaded_device(model: JanusForConditionalGeneration) -> torch.device:
+    """The one device a `device_map` put the model on; milr decodes on one device, so a model spread
+    over several (or offloaded to disk) is refused with the fix."""
+    placed = list((getattr(model, "hf_device_map", None) or {}).values()) or [p.device for p in model.parameters()]
+    devices = {str(_map_device(v) or v) for v in placed}
+    one = _map_device(placed[0]) if len(devices) == 1 else None
+    if one is None:
+        raise ValueError(
+            f"device_map put the model on {', '.join(sorted(devices))}, but milr decodes on one device: pass "
+            "device='cuda:0' or a device_map with one device (e.g. 'cuda:0'), or a smaller dtype to fit it"
+        )
+    return one
+
+
+def _target(device_map: DeviceMap | None) -> torch.device | None:
+    return None if device_map is None else single_device(device_map)
+
+
+def dtype_label(dtype: torch.dtype) -> str:
+    return DTYPE_NAMES.get(dtype, str(dtype).removeprefix("torch."))
+
+
+class ModelWeightsNotFoundError(OSError):
+    """Raised when a model's weights cannot be found locally or on the hub."""
+
+
+class PickleCheckpointError(ModelWeightsNotFoundError):
+    """A checkpoint has pickle weights (`pytorch_model.bin`) but no safetensors ones. Unpickling can run
+    arbitrary code, so milr refuses it unless the caller trusts it (`use_safetensors=False`)."""
+
+
+def refuse_pickle_only(name: str, files: Sequence[str]) -> None:
+    """`PickleCheckpointError` when `files` (from `weight_files`) are pickle weights only."""
+    if files and not any(f in SAFE_WEIGHTS for f in files):
+        raise PickleCheckpointError(pickle_refusal(name, [f for f in files if f in PICKLE_WEIGHTS]))
+
+
+def pickle_refusal(name: str, pickles: Sequence[str]) -> str:
+    shown = Path(name).name if Path(name).is_absolute() else name  # no local path in messages or logs
+    found = f" ({', '.join(pickles)})" if pickles else ""
+    return (
+        f"model {shown!r} has no safetensors weights, only pickle ones{found}: loading a pickle file can run "
+        "arbitrary code, so milr loads model.safetensors only. Convert the checkpoint (load it once in a trusted "
+        "place and `model.save_pretrained(folder)`, which writes safetensors), or, if you trust where it came "
+        "from, pass use_safetensors=False to from_pretrained"
+    )
+
+
+def shipped_weight_names(name_or_path: str, *, allow_pickle: bool = False, **hub: Any) -> set[str]:
+    """Tensor names in a checkpoint's weight files (a local folder or an already cached hub id), read
+    from the safetensors headers (or index) only. With `allow_pickle` (the caller trusts the
+    checkpoint), a pickle checkpoint's names are read too, memory-mapped and without tensor data.
+    `hub`: where hub files come from (`revision`, `cache_dir`, `local_files_only`, ...)."""
     from safetensors import safe_open
     from transformers.utils import cached_file
 
@@ -69,32 +250,35 @@ def shipped_weight_names(name_or_path: str) -> set[str]:
             return str(local)
         if Path(name_or_path).is_dir():
             return None
-        return cached_file(name_or_path, filename, _raise_exceptions_for_missing_entries=False)
+        return cached_file(name_or_path, filename, **hub, _raise_exceptions_for_missing_entries=False)
 
-    index = find("model.safetensors.index.json")
-    if index is not None:
-        return set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"])
+    for index_name in ("model.safetensors.index.json", *(("pytorch_model.bin.index.json",) if allow_pickle else ())):
+        index = find(index_name)
+        if index is not None:
+            return set(json.loads(Path(index).read_text(encoding="utf-8"))["weight_map"])
     single = find("model.safetensors")
-    if single is None:
+    if single is not None:
+        with safe_open(single, "pt") as f:
+            return set(f.keys())
+    pickled = find("pytorch_model.bin") if allow_pickle else None
+    if pickled is None:
         return set()
-    with safe_open(single, "pt") as f:
-        return set(f.keys())
+    try:
+        return set(torch.load(pickled, map_location="meta", weights_only=True, mmap=True))
+    except RuntimeError:  # a legacy (pre-zip) torch.save file cannot be memory-mapped; "meta" still reads no data
+        return set(torch.load(pickled, map_location="meta", weights_only=True))
 
 
-def untied_if_shipped(config: JanusConfig, name_or_path: str) -> JanusConfig:
+def untied_if_shipped(config: JanusConfig, name: str, *, allow_pickle: bool = False, **hub: Any) -> JanusConfig:
     """Untie `lm_head` from the input embeddings when the checkpoint ships its own `lm_head.weight`.
 
     transformers 5.x gives `JanusConfig` a top-level `tie_word_embeddings=True` that wins over the text
     config's own setting; Janus-Pro ships separate `lm_head` weights, and loading them tied silently
     replaces them by the embeddings (text logits off by about 40 on a cross-check)."""
-    if "lm_head.weight" in shipped_weight_names(name_or_path):
+    if "lm_head.weight" in shipped_weight_names(name, allow_pickle=allow_pickle, **hub):
         config.tie_word_embeddings = False
         config.text_config.tie_word_embeddings = False
     return config
-
-
-class ModelWeightsNotFoundError(OSError):
-    """Raised when a model's weights cannot be found locally or on the hub."""
 
 
 @dataclass
@@ -256,6 +440,7 @@ class JanusMUG:
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.device, self.dtype, self.name = device, dtype, name
+        self.revision: str | None = None  # the hub revision loaded (`from_pretrained(revision=...)`)
         self.max_reasoning_tokens = max_reasoning_tokens
         self.compile = compile  # static KV cache + compiled decode step (MILRConfig.compile)
         self.static: StaticDecoder | None = None  # built at the first decode with `compile` on
@@ -282,41 +467,69 @@ class JanusMUG:
         *,
         dtype: torch.dtype | str | None = None,
         device: str | torch.device | None = None,
+        device_map: DeviceMap | None = None,
+        revision: str | None = None,
+        use_safetensors: bool = True,
         max_reasoning_tokens: int = 512,
         compile: bool = False,
+        **model_kwargs: Any,
     ) -> JanusMUG:
         """Load model, tokenizer and image processor from a local folder or the hub.
 
-        `device` defaults to CUDA when available; `dtype` to bf16 on GPU and fp32 on CPU.
-        Missing weights (no network, no local copy) raise `ModelWeightsNotFoundError` with the fix.
+        `device` defaults to CUDA when available; `dtype` (a `torch.dtype`, a name such as "bfloat16"
+        or "bf16", or "auto" for the checkpoint's own) to bf16 on GPU and fp32 on CPU. `device_map`
+        and `revision` go to transformers' loaders; so do `model_kwargs` (`attn_implementation`, and
+        `cache_dir`, `token`, `local_files_only`, which every loader gets). Weights load from
+        safetensors only: a pickle-only checkpoint raises `PickleCheckpointError` unless
+        `use_safetensors=False` says it is trusted. Missing weights (no network, no local copy) raise
+        `ModelWeightsNotFoundError` with the fix.
         """
         name = str(name_or_path)
-        if isinstance(dtype, str):
-            dtype = getattr(torch, dtype)
+        dtype = parse_dtype(deprecated_torch_dtype(dtype, model_kwargs))
+        hub = {"revision": revision, **{k: model_kwargs.pop(k) for k in HUB_KWARGS if k in model_kwargs}}
+        if use_safetensors:
+            refuse_pickle_only(name, weight_files(name, **hub))
+        placement = _placement_kwargs(device_map, device)
         try:
-            config = untied_if_shipped(JanusConfig.from_pretrained(name), name)
-            model = JanusForConditionalGeneration.from_pretrained(name, config=config, dtype=dtype or "auto")
-            tokenizer = AutoTokenizer.from_pretrained(name)
+            config = JanusConfig.from_pretrained(name, **hub)
+            config = untied_if_shipped(config, name, allow_pickle=not use_safetensors, **hub)
+            model = JanusForConditionalGeneration.from_pretrained(
+                name,
+                config=config,
+                dtype=dtype or "auto",
+                use_safetensors=use_safetensors,
+                **placement,
+                **hub,
+                **model_kwargs,
+            )
+            tokenizer = AutoTokenizer.from_pretrained(name, **hub)
         except OSError as err:
+            if use_safetensors and "cannot be loaded with `safetensors`" in str(err):  # a hub repo of pickles
+                raise PickleCheckpointError(pickle_refusal(name, [])) from err
             raise ModelWeightsNotFoundError(WEIGHTS_HELP.format(name=name) + f" (loader said: {err})") from err
         try:
-            image_processor = JanusImageProcessorPil.from_pretrained(name)
+            image_processor = JanusImageProcessorPil.from_pretrained(name, **hub)
         except OSError:
             image_processor = None  # generation works without it; `understand` will say so
         mug = cls(
             model,
             tokenizer,
             image_processor,
-            device=device,
-            dtype=dtype,
+            device=_loaded_device(model) if placement else (device or _target(device_map)),
+            dtype=model.dtype if dtype == "auto" else dtype,
             name=name,
             max_reasoning_tokens=max_reasoning_tokens,
             compile=compile,
         )
+        mug.revision = revision
         defaults = Path(name) / RECOMMENDED_FILE
         if defaults.is_file():
             mug.apply_defaults(json.loads(defaults.read_text(encoding="utf-8")))
         return mug
+
+    def __repr__(self) -> str:
+        revision = f"@{self.revision}" if self.revision else ""
+        return f"JanusMUG({self.name!r}{revision}, device={str(self.device)!r}, dtype={dtype_label(self.dtype)})"
 
     def apply_defaults(self, defaults: dict) -> None:
         """Take a checkpoint's `milr_defaults.json`: recommended config and its reasoning prompts."""

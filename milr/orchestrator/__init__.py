@@ -5,6 +5,17 @@ Public names are imported on first use (PEP 562): `milr.orchestrator.registry` s
 """
 
 from importlib import import_module
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the lazy names as type checkers see them (else they are Any to mypy)
+    from milr.orchestrator.facade import MILR as MILR
+    from milr.orchestrator.facade import MILRResult as MILRResult
+    from milr.orchestrator.facade import resolve_model as resolve_model
+    from milr.orchestrator.graph import build_graph as build_graph
+    from milr.orchestrator.graph import recursion_limit as recursion_limit
+    from milr.orchestrator.graph import route as route
+    from milr.orchestrator.scheduler import best_round as best_round
+    from milr.orchestrator.settings import build_context as build_context
 
 _PUBLIC = {
     "MILR": "milr.orchestrator.facade",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -94,6 +94,24 @@ def _shapes(mug, **kw):
     return ShapesOracle(**kw)
 
 
+def _human(mug, **kw):
+    from milr.critics import HumanCritic
+
+    return HumanCritic(**kw)
+
+
+def _lab(kind: str) -> Callable:
+    """A ShapesWorld lab critic with a known blind spot (`milr.shapes.lab`); its parameters come
+    from the name: `shapes-lenient:margin=0.3`."""
+
+    def build(mug, **params):
+        from milr.shapes.lab import lab_critic
+
+        return lab_critic(kind, **params)
+
+    return build
+
+
 CRITICS: dict[str, Callable] = {
     "gpt4o": _gpt4o,
     "unified": _unified,
@@ -105,16 +123,30 @@ CRITICS: dict[str, Callable] = {
     "t2i_compbench": _t2i_compbench,
     "wise": _wise,
     "shapes": _shapes,
+    "human": _human,  # a person, asked through LangGraph's interrupt (the CLI asks at the terminal)
+    # the ShapesWorld critic lab: known blind spots, parameters in the name (`shapes-noisy:flip=0.3`)
+    **{f"shapes-{k}": _lab(k) for k in ("countblind", "positionblind", "colorblind", "lenient", "noisy", "mixed")},
 }
+# Critics that take parameters in their name (`NAME:key=value`); the others take none.
+PARAMETRIC = {name for name in CRITICS if name.startswith("shapes-")}
 
 
 def parse_critic_list(text: str) -> list[tuple[str, float]]:
-    """`"gpt4o:0.5,detector:0.5"` → [("gpt4o", 0.5), ("detector", 0.5)]; weight defaults to 1."""
+    """`"gpt4o:0.5,detector:0.5"` → [("gpt4o", 0.5), ("detector", 0.5)]; weight defaults to 1.
+    Parameters come before the weight and stay in the name: `"shapes-noisy:flip=0.3:0.5"` →
+    [("shapes-noisy:flip=0.3", 0.5)] (`critic_params` splits such a name)."""
     out = []
     for part in filter(None, (p.strip() for p in text.split(","))):
-        name, _, weight = part.partition(":")
+        name, *rest = part.split(":")
         if name not in CRITICS:
             raise ValueError(f"unknown critic {name!r}; valid names: {', '.join(CRITICS)}")
+        params = [r for r in rest if "=" in r]
+        weight = "" if not rest or "=" in rest[-1] else rest[-1]
+        if len(params) + bool(rest and weight == rest[-1]) != len(rest):
+            raise ValueError(f"critic {part!r}: write NAME[:key=value]...[:WEIGHT], the weight last")
+        if params and name not in PARAMETRIC:
+            raise ValueError(f"critic {name!r} takes no parameters, got {params[0]!r}")
+        name = ":".join([name, *params])
         try:
             w = float(weight) if weight else 1.0
         except ValueError:
@@ -145,12 +177,26 @@ def build_critics(text: str, mug, *, context: dict | None = None) -> tuple[list[
     if unknown:
         raise ValueError(f"unknown judge option(s) {', '.join(unknown)}; valid: {', '.join(JUDGE_OPTIONS)}")
     critics = []
-    for name, _ in (pairs := parse_critic_list(text)):
+    for spelled, _ in (pairs := parse_critic_list(text)):
+        name, params = critic_params(spelled)
         kwargs = {key: context.get(key) for key in CONTEXT_CRITICS.get(name, ())}
         if name in JUDGES:
             kwargs.update(judge)
-        critics.append(CRITICS[name](mug, **kwargs))
+        critics.append(CRITICS[name](mug, **params, **kwargs))
     return critics, [w for _, w in pairs]
+
+
+def critic_params(spelled: str) -> tuple[str, dict[str, str]]:
+    """`"shapes-noisy:flip=0.3:seed=2"` → ("shapes-noisy", {"flip": "0.3", "seed": "2"}); the critic
+    converts and checks the values."""
+    name, *parts = spelled.split(":")
+    params: dict[str, str] = {}
+    for part in parts:
+        key, _, value = part.partition("=")
+        if not key.isidentifier() or key in params:
+            raise ValueError(f"critic {spelled!r}: parameter {part!r} must be a new key=value")
+        params[key] = value
+    return name, params
 
 
 def build_reward(text: str, mug, *, context: dict | None = None) -> Critic:
@@ -161,15 +207,19 @@ def build_reward(text: str, mug, *, context: dict | None = None) -> Critic:
     return critics[0] if len(critics) == 1 else Mixer(critics, weights=weights)
 
 
-def build_model(model: str, config: MILRConfig) -> JanusMUG:
-    """`tiny` (random, for plumbing checks), `shapes` (packaged), a hub id or a local folder."""
+def build_model(model: str, config: MILRConfig, **load_kwargs: Any) -> JanusMUG:
+    """`tiny` (random, for plumbing checks), `shapes` (packaged), a hub id or a local folder.
+    `load_kwargs` (`revision`, `device_map`, `use_safetensors=False` for a trusted pickle checkpoint,
+    transformers keywords) go to `load_mug`; the random `tiny` model takes none."""
     from milr.orchestrator.facade import load_mug
 
     if model == "tiny":
         from milr.mug.tiny import tiny_mug
 
+        if load_kwargs:
+            raise ValueError(f"the random tiny model is built, not loaded: drop {', '.join(sorted(load_kwargs))}")
         log.warning("tiny_model", message="a tiny RANDOM Janus (untrained): images are noise, for plumbing checks")
         mug = tiny_mug(seed=config.seed, grid=4, max_positions=1024)
         mug.name = "tiny"
         return mug
-    return load_mug(model, config)
+    return load_mug(model, config, **load_kwargs)

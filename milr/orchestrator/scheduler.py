@@ -185,13 +185,19 @@ def _continue(ctx: MILRContext, entry: QueuedRun, emit) -> RunState | None:
     return run
 
 
+# MILRConfig fields that say where a process runs the model, not what the run computes: a run resumes
+# under the resuming process's placement (another machine, `--device cpu`), so they may differ.
+PLACEMENT_FIELDS = frozenset({"device", "dtype", "compile"})
+
+
 def _check_same_run(ctx: MILRContext, entry: QueuedRun, trace: Trace) -> None:
     """A queued run continues a folder only if the folder holds that very run under these settings."""
     name = trace.path.name
     if trace.run.prompt != entry["prompt"]:
         raise ValueError(f"{name} holds the prompt {trace.run.prompt!r}, not {entry['prompt']!r}; pick another name")
-    on_disk = {k: v for k, v in trace.run.config.items() if k != "seed"}
-    here = {k: v for k, v in ctx.config.to_json_dict().items() if k != "seed"}
+    ignored = {"seed", *PLACEMENT_FIELDS}
+    on_disk = {k: v for k, v in trace.run.config.items() if k not in ignored}
+    here = {k: v for k, v in ctx.config.to_json_dict().items() if k not in ignored}
     differ = sorted(k for k in on_disk.keys() | here.keys() if on_disk.get(k) != here.get(k))
     if differ:
         raise ValueError(
@@ -231,7 +237,7 @@ def run_info(ctx: MILRContext, entry: QueuedRun) -> RunInfo:
         spec=entry.get("spec"),
         config=ctx.run_config(entry).to_json_dict(),
         model=ctx.mug.name,
-        model_revision=None,
+        model_revision=ctx.mug.revision,
         critics=critic_list(ctx.critic),
         seed=entry["seed"],
         versions={

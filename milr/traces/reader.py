@@ -23,13 +23,14 @@ import json
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
 from safetensors.torch import load as safetensors_load
 
 from milr.traces.files import member, read_member
-from milr.traces.schema import SCHEMA_VERSION, RoundRecord, RunInfo, RunSummary
+from milr.traces.schema import SCHEMA_VERSION, CriticScore, Modality, RoundRecord, RunInfo, RunSummary
 
 
 class TraceWarning(UserWarning):
@@ -47,11 +48,28 @@ class LoadedRound:
 
     __slots__ = ("record", "run_dir")
 
+    if TYPE_CHECKING:  # what `__getattr__` serves, typed for type checkers (a test keeps it equal to RoundRecord)
+        round: int
+        modality: Modality
+        reasoning: str
+        text_prefix: str
+        text_prefix_ids: list[int]
+        text_prefix_changed: bool
+        image_prefix_ids: list[int]
+        score: float | None
+        reward: float | None
+        critiques: list[CriticScore]
+        grad_norm: dict[str, float]
+        step_norm: dict[str, float]
+        seconds: dict[str, float]
+        latents: str | None
+        latents_sha256: str | None
+
     def __init__(self, record: RoundRecord, run_dir: Path):
         self.record = record
         self.run_dir = run_dir
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         # Called only for names not on the wrapper: the record's fields. Private names are refused
         # so copy/pickle, which probe them before `record` is set, get AttributeError, not recursion.
         if name.startswith("_") or name in self.__slots__:
@@ -92,7 +110,7 @@ class LoadedRound:
         with Image.open(io.BytesIO(self.image_bytes())) as img:
             return img.convert("RGB")
 
-    def model_dump(self, **kwargs) -> dict:
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
         return self.record.model_dump(**kwargs)
 
 
@@ -124,6 +142,28 @@ class Trace:
     @property
     def finished(self) -> bool:
         return self.summary is not None
+
+    def __repr__(self) -> str:
+        state = f"stop_reason={self.summary.stop_reason!r}" if self.summary is not None else "unfinished"
+        return f"Trace({self.path.name!r}, rounds={len(self.rounds)}, {state})"
+
+    def _repr_html_(self) -> str:
+        """The notebook view: every round's image and score, the returned round marked, its reasoning."""
+        from milr.traces.views import rounds_html
+
+        s = self.summary
+        status = (
+            f"stopped: {s.stop_reason} after {s.rounds} rounds in {s.seconds:.1f}s"
+            if s is not None
+            else f"unfinished: {len(self.rounds)} rounds on disk"
+        )
+        return rounds_html(
+            self.rounds,
+            title=self.run.prompt,
+            returned=None if s is None else s.final_round,
+            best=None if self.best is None else self.best.round,
+            status=status,
+        )
 
     @property
     def best(self) -> LoadedRound | None:

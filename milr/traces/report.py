@@ -5,7 +5,8 @@ embedded as base64 PNG data URLs, the reward curve is inline SVG, there is no sc
 Content-Security-Policy forbids any request besides those data URLs. It
 shows the prompt and config, the reward curve, and per round the image, the reasoning with the
 optimised prefix marked and a word diff against the round before, and each critic's score, rationale
-and error. Every user- or model-written string is redacted, then HTML-escaped.
+and error. The page is `templates/report.html` on the shared layout (`milr.traces.html`), where every
+user- or model-written string is redacted, then HTML-escaped.
 
 Only files inside the run folder are embedded: an image that a record names outside it (`..`, an
 absolute path), reaches through a symbolic link, or that is not a PNG is shown as refused, with a
@@ -14,9 +15,7 @@ absolute path), reaches through a symbolic link, or that is not a PNG is shown a
 
 from __future__ import annotations
 
-import base64
 import difflib
-import html
 import json
 import re
 import shutil
@@ -25,41 +24,22 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from markupsafe import Markup
+
 from milr.traces.files import UnsafePathError, atomic_write_bytes, atomic_write_text, read_member
+from milr.traces.html import CSP, data_url, escape_text, fmt_score, render, svg_chart, svg_shape, template_source
 from milr.traces.reader import LoadedRound, Trace, TraceWarning
-from milr.traces.redaction import redact, redact_data, secret_values
+from milr.traces.redaction import redact_data, secret_values
 
-# No script, no external anything: only inline styles and data-URL images may load.
-CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+__all__ = ["CSP", "CSS", "esc", "export_geneval", "reasoning_html", "render_report", "reward_curve_svg", "word_diff",
+           "write_report", "geneval_metadata", "image_src"]  # fmt: skip
 
-CSS = """
-body{font-family:system-ui,sans-serif;margin:2em auto;max-width:1100px;padding:0 1em;color:#222}
-h1{font-size:1.4em;word-break:break-word} h2{font-size:1.1em;margin:0 0 .4em}
-.meta{color:#555;font-size:.9em} .curve{display:block;margin:1em 0}
-.round{border-top:1px solid #ccc;padding:1em 0;display:flex;gap:1.5em}
-.round img,.missing{width:192px;height:192px;image-rendering:pixelated;border:1px solid #999;flex:none}
-.missing{display:flex;align-items:center;justify-content:center;background:#eee;color:#a00;text-align:center}
-.badge{display:inline-block;font-size:.75em;padding:0 .4em;border-radius:3px;background:#ddd;margin-left:.3em}
-.best{background:#c8f7c5} .returned{background:#bcd7ff}
-mark{background:#ffe08a} ins{background:#c8f7c5;text-decoration:none} del{background:#f7c5c5}
-table{border-collapse:collapse;font-size:.9em;margin-top:.5em}
-td,th{border:1px solid #ddd;padding:.2em .5em;text-align:left;vertical-align:top}
-pre{white-space:pre-wrap;word-break:break-word;font-size:.85em;background:#f6f6f6;padding:.5em}
-.err{color:#a00}
-"""
+CSS = template_source("base.css") + template_source("report.css")  # the page's whole stylesheet
 
 
-def esc(value: object) -> str:
+def esc(value: object) -> Markup:
     """Redacted and HTML-escaped text (quotes included): the only way text enters the page."""
-    return html.escape(redact(str(value)))
-
-
-def _data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
-
-
-def _fmt(value: float | None, digits: int = 3) -> str:
-    return "—" if value is None else f"{value:.{digits}f}"
+    return escape_text(value)
 
 
 # ----------------------------------------------------------------------------- reward curve
@@ -67,7 +47,7 @@ CURVE_W, CURVE_H, PAD = 480, 200, 32  # inline SVG, in px
 CRITIC_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
-def reward_curve_svg(trace: Trace) -> str:
+def reward_curve_svg(trace: Trace) -> Markup:
     """Score per round (with each critic's score when there are several), threshold and returned round,
     as inline SVG: about a millisecond to write, where a matplotlib PNG took ~90 ms per run (it was
     most of a batched sweep's trace writing). Only numbers and escaped critic names go in."""
@@ -80,43 +60,37 @@ def reward_curve_svg(trace: Trace) -> str:
     def y(s: float) -> float:
         return CURVE_H - PAD - (CURVE_H - 2 * PAD) * s
 
-    def line(scores: list[float | None], style: str) -> str:
+    def line(scores: list[float | None], title: str | None = None, **style) -> list:
         points = " ".join(f"{x(k):.1f},{y(s):.1f}" for k, s in zip(rounds, scores, strict=True) if s is not None)
-        return f'<polyline fill="none" {style} points="{points}"/>' if points else ""
+        return [svg_shape("polyline", title=title, fill="none", **style, points=points)] if points else []
 
-    parts = [f'<line x1="{PAD}" y1="{y(0)}" x2="{CURVE_W - PAD}" y2="{y(0)}" stroke="#999"/>']
-    for s in (0.0, 0.5, 1.0):
-        parts.append(f'<text x="4" y="{y(s) + 4:.1f}" font-size="11">{s:.1f}</text>')
+    shapes = [svg_shape("line", x1=PAD, y1=y(0), x2=CURVE_W - PAD, y2=y(0), stroke="#999")]
+    shapes += [svg_shape("text", f"{s:.1f}", x=4, y=y(s) + 4, font_size=11) for s in (0.0, 0.5, 1.0)]
     for k in sorted({0, last, *rounds[:: max(1, len(rounds) // 8)]}):
-        parts.append(f'<text x="{x(k) - 4:.1f}" y="{CURVE_H - 12}" font-size="11">{k}</text>')
+        shapes.append(svg_shape("text", k, x=x(k) - 4, y=CURVE_H - 12, font_size=11))
     critic_names = sorted({c.critic for r in trace.rounds for c in r.critiques})
     if len(critic_names) > 1:
         for name, colour in zip(critic_names, CRITIC_COLOURS * len(critic_names), strict=False):
             scores = [_critic_score_or_none(r, name) for r in trace.rounds]
-            parts.append(line(scores, f'stroke="{colour}" stroke-opacity="0.5"') + f"<title>{esc(name)}</title>")
+            shapes += line(scores, title=name, stroke=colour, stroke_opacity="0.5")
     threshold = trace.run.config.get("threshold")
     if isinstance(threshold, int | float) and 0 <= threshold <= 1:
         y_t = y(float(threshold))
-        parts.append(f'<line x1="{PAD}" y1="{y_t:.1f}" x2="{CURVE_W - PAD}" y2="{y_t:.1f}" stroke="grey" '
-                     'stroke-dasharray="4 3"/>')  # fmt: skip
-    parts.append(line([r.score for r in trace.rounds], 'stroke="black" stroke-width="2"'))
-    for r in trace.rounds:
-        if r.score is not None:
-            parts.append(f'<circle cx="{x(r.round):.1f}" cy="{y(r.score):.1f}" r="3"/>')
+        dashed = {"stroke": "grey", "stroke_dasharray": "4 3"}
+        shapes.append(svg_shape("line", x1=PAD, y1=y_t, x2=CURVE_W - PAD, y2=y_t, **dashed))
+    shapes += line([r.score for r in trace.rounds], stroke="black", stroke_width="2")
+    shapes += [svg_shape("circle", cx=x(r.round), cy=y(r.score), r="3") for r in trace.rounds if r.score is not None]
     if trace.final is not None and trace.final.score is not None:
-        parts.append(f'<circle class="returned" cx="{x(trace.final.round):.1f}" cy="{y(trace.final.score):.1f}" '
-                     'r="7" fill="none" stroke="#1f77b4" stroke-width="2"/>')  # fmt: skip
-    return (
-        f'<svg class="curve" role="img" aria-label="reward curve" width="{CURVE_W}" height="{CURVE_H}" '
-        f'viewBox="0 0 {CURVE_W} {CURVE_H}">{"".join(parts)}</svg>'
-    )
+        shapes.append(svg_shape("circle", class_="returned", cx=x(trace.final.round), cy=y(trace.final.score), r="7",
+                                fill="none", stroke="#1f77b4", stroke_width="2"))  # fmt: skip
+    return svg_chart(shapes, width=CURVE_W, height=CURVE_H, label="reward curve")
 
 
 def _critic_score_or_none(r: LoadedRound, name: str) -> float | None:
     return next((c.score for c in r.critiques if c.critic == name), None)
 
 
-def word_diff(before: str, after: str) -> str:
+def word_diff(before: str, after: str) -> Markup:
     """HTML word diff: removed words in <del>, added in <ins>, all text escaped."""
     a, b = before.split(), after.split()
     out = []
@@ -124,129 +98,86 @@ def word_diff(before: str, after: str) -> str:
         if op == "equal":
             out.append(esc(" ".join(a[i1:i2])))
         if op in ("delete", "replace"):
-            out.append(f"<del>{esc(' '.join(a[i1:i2]))}</del>")
+            out.append(Markup("<del>{}</del>").format(esc(" ".join(a[i1:i2]))))
         if op in ("insert", "replace"):
-            out.append(f"<ins>{esc(' '.join(b[j1:j2]))}</ins>")
-    return " ".join(out)
+            out.append(Markup("<ins>{}</ins>").format(esc(" ".join(b[j1:j2]))))
+    return Markup(" ").join(out)
 
 
-def reasoning_html(reasoning: str, prefix: str) -> str:
+def reasoning_html(reasoning: str, prefix: str) -> Markup:
     """The reasoning with the optimised prefix in <mark>. The prefix is decoded from its own tokens,
     so its spacing can differ from the reasoning's; then it is shown apart rather than guessed."""
     prefix, text = prefix.strip(), reasoning.lstrip()
     if not prefix:
         return esc(reasoning)
     if text.startswith(prefix):
-        return f"<mark>{esc(prefix)}</mark>{esc(text[len(prefix) :])}"
-    return f"<mark>{esc(prefix)}</mark> <i>(optimised prefix)</i><br>{esc(reasoning)}"
+        return Markup("<mark>{}</mark>{}").format(esc(prefix), esc(text[len(prefix) :]))
+    return Markup("<mark>{}</mark> <i>(optimised prefix)</i><br>{}").format(esc(prefix), esc(reasoning))
 
 
 # ----------------------------------------------------------------------------- page
-def _critics_table(r: LoadedRound) -> str:
-    rows = []
-    for c in r.critiques:
-        details = (
-            f"<details><summary>details</summary><pre>{esc(json.dumps(c.details, indent=1, default=str))}</pre>"
-            "</details>"
-            if c.details
-            else ""
-        )
-        score = "abstained" if c.score is None else _fmt(c.score)
-        rows.append(
-            f"<tr><td>{esc(c.critic)}</td><td>{score}</td><td>{esc(c.rationale)}{details}</td>"
-            f'<td class="err">{esc(c.error or "")}</td><td>{c.seconds:.2f}s</td></tr>'
-        )
-    head = "<tr><th>critic</th><th>score</th><th>rationale</th><th>error</th><th>time</th></tr>"
-    return f"<table>{head}{''.join(rows)}</table>" if rows else ""
-
-
-def _stats(r: LoadedRound) -> str:
-    parts = [f"reward {_fmt(r.reward)}"]
-    parts += [f"grad norm {esc(k)} {v:.3g}" for k, v in r.grad_norm.items()]
-    parts += [f"step norm {esc(k)} {v:.3g}" for k, v in r.step_norm.items()]
-    parts += [f"{esc(k)} {v:.2f}s" for k, v in r.seconds.items()]
-    return '<p class="meta">' + " · ".join(parts) + "</p>"
-
-
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _image_html(r: LoadedRound) -> str:
+def image_src(r: LoadedRound) -> tuple[Markup | None, str | None]:
+    """(data URL of the round's PNG, None) or (None, why it is not shown): missing, outside the run
+    folder or through a link, or not a PNG. Refusals warn (`TraceWarning`); nothing else is read."""
     try:
         png = r.image_bytes()
     except FileNotFoundError:
-        return f'<div class="missing">image {esc(r.image_file)} is missing</div>'
+        return None, f"image {r.image_file} is missing"
     except UnsafePathError as exc:
         warnings.warn(f"report: {exc}", TraceWarning, stacklevel=2)
-        return f'<div class="missing">image {esc(r.image_file)} refused: not a plain file in the run folder</div>'
+        return None, f"image {r.image_file} refused: not a plain file in the run folder"
     if not png.startswith(PNG_SIGNATURE):
         warnings.warn(f"report: round {r.round} image {r.image_file!r} is not a PNG file; refused", TraceWarning,
                       stacklevel=2)  # fmt: skip
-        return f'<div class="missing">image {esc(r.image_file)} refused: not a PNG file</div>'
-    return f'<img alt="round {r.round}" src="{_data_url(png)}">'
+        return None, f"image {r.image_file} refused: not a PNG file"
+    return data_url(png), None
 
 
-def _round_html(r: LoadedRound, before: LoadedRound | None, best: int | None, returned: int | None) -> str:
-    score = "abstained" if r.score is None else _fmt(r.score)
-    badges = f'<span class="badge">updated: {esc(r.modality)}</span>'
-    if r.text_prefix_changed:
-        badges += '<span class="badge">text prefix changed</span>'
-    if r.round == best:
-        badges += '<span class="badge best">best</span>'
-    if r.round == returned:
-        badges += '<span class="badge returned">returned</span>'
-    diff = (
-        f"<p><b>diff to round {before.round}:</b> {word_diff(before.reasoning, r.reasoning)}</p>"
-        if before is not None
-        else ""
-    )
-    return (
-        f'<section class="round" id="round-{r.round}">{_image_html(r)}<div>'
-        f"<h2>Round {r.round} — score {score}{badges}</h2>{_stats(r)}"
-        f"<p><b>reasoning</b> (optimised prefix marked): {reasoning_html(r.reasoning, r.text_prefix)}</p>"
-        f"{diff}{_critics_table(r)}</div></section>"
-    )
+def _stats(r: LoadedRound) -> list[str]:
+    parts = [f"reward {fmt_score(r.reward)}"]
+    parts += [f"grad norm {k} {v:.3g}" for k, v in r.grad_norm.items()]
+    parts += [f"step norm {k} {v:.3g}" for k, v in r.step_norm.items()]
+    parts += [f"{k} {v:.2f}s" for k, v in r.seconds.items()]
+    return parts
 
 
-def _header_html(trace: Trace) -> str:
-    run, s = trace.run, trace.summary
-    critics = ", ".join(f"{c.get('name', '?')} ×{c.get('weight', 1)}" for c in run.critics)
-    versions = ", ".join(f"{k} {v}" for k, v in run.versions.items())
-    status = (
-        f"finished: {esc(s.stop_reason)} after {s.rounds} rounds in {s.seconds:.1f}s; returned round "
-        f"{s.final_round} ({esc(s.select)}) with score {_fmt(s.final_score)}; best round {s.best_round}"
-        if s is not None
-        else f"unfinished: {len(trace.rounds)} rounds on disk"
-    )
-    model = run.model + (f"@{run.model_revision}" if run.model_revision else "")
-    return (
-        f"<h1>{esc(run.prompt)}</h1>"
-        f'<p class="meta">run <code>{esc(run.run_id)}</code> · model <code>{esc(model)}</code> on '
-        f"{esc(run.device)} · seed {esc(run.seed)} · critics {esc(critics)} · {esc(run.created)}</p>"
-        f"<p><b>{status}</b></p>"
-        f'<p class="meta">{esc(versions)}</p>'
-    )
-
-
-def _json_block(title: str, data) -> str:
-    return f"<details><summary>{title}</summary><pre>{esc(json.dumps(data, indent=1, default=str))}</pre></details>"
+def _round_view(r: LoadedRound, before: LoadedRound | None, best: int | None, returned: int | None) -> dict:
+    """What the template shows of one round; text stays plain (the template escapes it), HTML built
+    here (reasoning with its prefix marked, the diff) is Markup of escaped parts."""
+    src, missing = image_src(r)
+    return {
+        "round": r,
+        "src": src,
+        "missing": missing,
+        "best": r.round == best,
+        "returned": r.round == returned,
+        "stats": _stats(r),
+        "reasoning": reasoning_html(r.reasoning, r.text_prefix),
+        "before": before.round if before is not None else None,
+        "diff": word_diff(before.reasoning, r.reasoning) if before is not None else None,
+    }
 
 
 def render_report(trace: Trace) -> str:
     """The report page of `trace` as a string."""
-    curve = reward_curve_svg(trace) if trace.rounds else ""
+    run = trace.run
     best = trace.best.round if trace.best is not None else None
     returned = trace.summary.final_round if trace.summary is not None else None
-    rounds = "".join(
-        _round_html(r, trace.rounds[i - 1] if i else None, best, returned) for i, r in enumerate(trace.rounds)
-    )
-    return (
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
-        f"<title>milr: {esc(trace.run.prompt)}</title><style>{CSS}</style></head><body>"
-        f"{_header_html(trace)}{curve}"
-        f"{_json_block('config', trace.run.config)}{_json_block('prompt spec', trace.run.spec)}"
-        f"{rounds}</body></html>"
+    return render(
+        "report.html",
+        run=run,
+        summary=trace.summary,
+        rounds_on_disk=len(trace.rounds),
+        model=run.model + (f"@{run.model_revision}" if run.model_revision else ""),
+        critics=", ".join(f"{c.get('name', '?')} ×{c.get('weight', 1)}" for c in run.critics),
+        versions=", ".join(f"{k} {v}" for k, v in run.versions.items()),
+        curve=reward_curve_svg(trace) if trace.rounds else "",
+        rounds=[
+            _round_view(r, trace.rounds[i - 1] if i else None, best, returned) for i, r in enumerate(trace.rounds)
+        ],
     )
 
 

@@ -1,20 +1,25 @@
-"""Terminal views of traces for `milr traces list` and `milr traces show` (rich renderables).
+"""Views of traces: in the terminal for `milr traces list` and `milr traces show` (rich renderables),
+and in a notebook (`rounds_html`, the `_repr_html_` of `Trace` and `MILRResult`).
 
 Text from traces is shown with `Text` objects, never as console markup, so a prompt holding
 `[bold]`, `[link=...]` or `[/]` is printed as written rather than interpreted (or raising a markup
 error). `Text` does not strip ANSI escapes, so every piece of trace text also goes through
-`terminal_text`, which shows control characters as visible escapes (`\\x1b[31m`, `\\x00`)."""
+`terminal_text`, which shows control characters as visible escapes (`\\x1b[31m`, `\\x00`).
+The notebook view is built from the report's pieces (`milr.traces.report`): the same escaping (every
+string redacted, then HTML-escaped) and the same image embedding (base64 PNG, read only from inside
+the run folder)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from milr.traces.reader import Trace
+from milr.traces.reader import LoadedRound, Trace
 
 # C0 controls but tab and newline, DEL, C1 controls (8-bit CSI included), Unicode bidi overrides and
 # isolates (they reorder what the terminal shows), and the line/paragraph separators.
@@ -115,3 +120,33 @@ def show(trace: Trace, console: Console) -> None:
                 f"best round {s.best_round}, {s.seconds:.1f}s"
             )
         )
+
+
+# ----------------------------------------------------------------------------- notebook
+def rounds_html(
+    rounds: Sequence[LoadedRound], *, title: str, returned: int | None, best: int | None, status: str
+) -> str:
+    """A run as notebook HTML (`templates/notebook.html`): `title` (the prompt), `status` (how it
+    ended), one image per round with its score (per-critic scores on hover), the `returned` round
+    framed and the `best` one marked, and the returned round's reasoning (the last round's while a
+    run is unfinished). Text is escaped by the template, images embedded as the report embeds them."""
+    from milr.traces.html import fmt_score, render
+    from milr.traces.report import image_src, reasoning_html
+
+    figures = []
+    for r in rounds:
+        src, missing = image_src(r)
+        hover = "; ".join(f"{c.critic} {fmt_score(c.score)}" for c in r.critiques)
+        figures.append({"round": r.round, "src": src, "missing": missing, "score": r.score, "hover": hover,
+                        "returned": r.round == returned, "best": r.round == best})  # fmt: skip
+    shown = next((r for r in rounds if r.round == returned), rounds[-1] if rounds else None)
+    return render(
+        "notebook.html",
+        title=title,
+        status=status,
+        returned=returned,
+        best=best,
+        figures=figures,
+        shown=None if shown is None else shown.round,
+        reasoning=reasoning_html(shown.reasoning, shown.text_prefix) if shown is not None else "",
+    ).strip()

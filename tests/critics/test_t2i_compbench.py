@@ -32,6 +32,7 @@ from milr.critics.t2i_compbench import (
     position_score,
     spatial_parts,
     t2i_compbench_critic,
+    unidet_frame,
 )
 from milr.critics.vision import WeightsUnavailableError
 from tests.conftest import shared_path
@@ -368,6 +369,55 @@ def test_spatial_score_combines_confidences_and_position_with_the_half_cut():
     assert faint(image, "a dog near a cat").details["confidences"] == [None, 0.9]  # under box_threshold
     abstained = T2ISpatialCritic(both)(image, "a photo of a dog")
     assert abstained.score is None and "relation" in abstained.error
+
+
+@pytest.mark.parametrize(
+    ("size", "frame"),
+    [  # what torchvision 0.29's Resize(size=479, max_size=480) gives these PIL images
+        ((512, 512), (479, 479)),
+        ((384, 384), (479, 479)),  # smaller images are enlarged
+        ((1024, 1024), (479, 479)),
+        ((512, 768), (320, 480)),  # the longer side would pass 480: capped, the shorter truncated
+        ((768, 512), (480, 320)),
+        ((480, 640), (360, 480)),
+        ((1920, 1080), (480, 270)),
+        ((300, 1000), (144, 480)),
+    ],
+)
+def test_unidet_frame_is_torchvisions_resize_479_max_480(size, frame):
+    assert unidet_frame(*size) == frame
+
+
+def near_verdict(size, box1, box2):
+    """T2ISpatialCritic on "a dog near a cat" with both found at confidence 0.9 in an image of `size`."""
+    from milr.critics.geneval import Detection
+
+    detector = ScriptedDetector([Detection("dog", box1, 0.9), Detection("cat", box2, 0.9)])
+    return T2ISpatialCritic(detector)(Image.new("RGB", size, "white"), "a dog near a cat")
+
+
+@pytest.mark.parametrize(
+    ("size", "offset", "expected"),
+    [
+        # the issue's case: 155 px of a 512 px image are 145.0 px of UniDet's 479 px frame, under 150
+        ((512, 512), 155, 1.0),
+        # the boundary: 150 px of the frame are 150·512/479 = 160.3 px of the image
+        ((512, 512), 160, 1.0),
+        ((512, 512), 161, 150 / (161 * 479 / 512)),
+        ((512, 512), 200, 150 / (200 * 479 / 512)),
+        # a 1024 px image shrinks to the same frame: 310 px there are 145.0 px
+        ((1024, 1024), 310, 1.0),
+        ((1024, 1024), 330, 150 / (330 * 479 / 1024)),
+        # 512 × 768 → 320 × 480: both axes scaled by 0.625, so the boundary is 240 px
+        ((512, 768), 239, 1.0),
+        ((512, 768), 250, 150 / (250 * 0.625)),
+    ],
+)
+def test_near_distance_is_measured_in_unidets_frame(size, offset, expected):
+    verdict = near_verdict(size, (0, 0, 10, 10), (offset, offset, offset + 10, offset + 10))
+    assert verdict.details["position"] == pytest.approx(expected, abs=1e-9)
+    assert verdict.details["unidet_frame"] == list(unidet_frame(*size))
+    assert verdict.score == pytest.approx(0.25 * 0.9 * 2 + 0.5 * expected)
 
 
 # ---------------------------------------------------------------------------------------------- batches

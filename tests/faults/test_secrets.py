@@ -14,16 +14,24 @@ import random
 import secrets
 import string
 import sys
+import threading
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import structlog
+import torch
 from PIL import Image
 
-from milr.config import MILRConfig
+from milr.config import ConfigError, MILRConfig
+from milr.critics import Mixer, OpenAIJudge, PromptSpec
 from milr.critics.base import Critique
 from milr.log import configure_logging
+from milr.mug.janus import JanusMUG
 from milr.orchestrator import MILR
 from milr.orchestrator.serde import RedactingSerializer, memory_saver, sqlite_saver
+from milr.shapes import ShapesOracle, checkpoint_path
+from milr.shapes.world import COLOR_NAMES, SHAPES
 from milr.traces.redaction import REDACTED, redact, redact_data, redact_object
 
 
@@ -173,6 +181,135 @@ def _every_byte_under(root):
         if path.is_file():
             blobs.append((str(path.relative_to(root)), path.read_bytes()))
     return names, blobs
+
+
+def spellings(secret: str) -> list[bytes]:
+    """The secret as bytes in every form a file might hold it: as is, in either case, URL-encoded,
+    hex, and base64 (standard and URL-safe) at each of the three alignments a longer text can give it."""
+    raw = secret.encode()
+    forms = {raw, raw.lower(), raw.upper(), urllib.parse.quote(secret, safe="").encode(), raw.hex().encode()}
+    for pad in (b"", b"x", b"xx"):
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            forms.add(encode(pad + raw)[4:-4])  # the middle, which only the secret's bytes decide
+    return sorted(forms)
+
+
+def assert_nowhere(root, logs: str, secrets_: dict[str, str]) -> None:
+    """No spelling of any secret in any file under `root` (read as bytes), its names, or `logs`."""
+    names, blobs = _every_byte_under(root)
+    blobs.append(("log lines", logs.encode()))
+    for what, secret in secrets_.items():
+        for form in spellings(secret):
+            for name in names:
+                assert form.decode().lower() not in name.lower(), f"{what} in the name {name!r}"
+            for name, blob in blobs:
+                assert form not in blob, f"{what} ({form[:12]!r}...) in {name}"
+
+
+class EchoJudgeServer:
+    """An OpenAI-compatible chat server on 127.0.0.1 that records each request and, as a careless
+    proxy might, echoes the Authorization header and the user's text back in its verdict."""
+
+    def __init__(self):
+        self.requests: list[tuple[dict, bytes]] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                server.requests.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                asked = json.loads(body)["messages"][-1]["content"][-1]["text"]
+                reason = f"your header was {self.headers.get('Authorization')!r}; you asked: {asked}"
+                verdict = json.dumps({"reason": reason, "satisfied": True})
+                reply = json.dumps({
+                    "id": "x", "object": "chat.completion", "created": 0, "model": "gpt-4o",
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": verdict}}],
+                }).encode()  # fmt: skip
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args):  # quiet: a test's stderr is checked for secrets
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def judge_server():
+    server = EchoJudgeServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="module")
+def shapes_mug():
+    return JanusMUG.from_pretrained(checkpoint_path(), device="cpu")
+
+
+@pytest.fixture
+def one_thread():
+    """The tiny ShapesWorld model decodes fastest on one thread on a shared machine (see tests/shapes)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("judge_key_kind", ["key-shaped", "plain"])
+def test_no_secret_reaches_any_file_of_a_shapes_run_with_a_real_judge(
+    shapes_mug, one_thread, tmp_path, env_key, judge_server, capsys, restore_structlog, judge_key_kind
+):
+    """A whole run (ShapesWorld model, the exact critic mixed with an HTTP judge, sqlite checkpoints,
+    report) with secrets in the environment, in the judge's options, in the prompt and in the run's
+    name: none reaches a byte of any file under the out folder, a file name, or a log line.
+
+    The judge's own key comes key-shaped (`sk-...`) or plain (a local server's token, which only the
+    judge itself knows to be secret), and the server echoes it and the prompt back in its verdict."""
+    judge_key = fake("sk-proj-", 64) if judge_key_kind == "key-shaped" else "local" + env_key[2:22][::-1]
+    prompt_key = fake("hf_", 34)
+    name_key = fake("ghp_", 36)
+    secrets_ = {"OPENAI_API_KEY": env_key, "judge api_key": judge_key, "prompt key": prompt_key, "name": name_key}
+    configure_logging(json=True, level=logging.DEBUG)
+    judge = OpenAIJudge(base_url=judge_server.url, api_key=judge_key, max_retries=0, deadline=30)
+    config = MILRConfig(steps=2, seed=0, threshold=1.0).with_recommended(shapes_mug.recommended)
+    out = tmp_path / "out"
+    milr = MILR(shapes_mug, Mixer([ShapesOracle(), judge]), config, out=out, checkpoint=True)
+    prompt = f"a photo of a red circle {prompt_key} {env_key}"
+    spec = PromptSpec.parse("a photo of a red circle", classes=SHAPES, colors=COLOR_NAMES)
+    result = milr(prompt, spec, name=f"run-{name_key}")
+
+    # the secrets were really in play: the judge got its key and the prompt, and its echo was kept
+    assert len(result.rounds) == 3 and len(judge_server.requests) == 3
+    headers, body = judge_server.requests[0]
+    assert headers["authorization"] == f"Bearer {judge_key}" and prompt_key.encode() in body
+    assert [c.score for c in result.rounds[0].critiques if c.critic == "gpt4o"] == [1.0]
+    assert (out / "checkpoints.sqlite").stat().st_size > 0 and (result.trace_dir / "report.html").is_file()
+    assert REDACTED.encode() in (result.trace_dir / "rounds.jsonl").read_bytes()
+    assert_nowhere(out, capsys.readouterr().err, secrets_)
+
+
+def test_a_key_pasted_into_a_config_file_is_not_echoed_by_its_error(tmp_path, env_key):
+    # MILRConfig has no field for a key, so a key in a config file is an error, and the error shows
+    # what was given: the `milr` command prints it, a log collector keeps it.
+    shaped = fake("sk-proj-", 60)
+    path = tmp_path / "milr.toml"
+    path.write_text(f'[milr]\nsteps = 2\napi_key = "{shaped}"\ndevice = "{env_key}"\n')
+    with pytest.raises(ConfigError) as err:
+        MILRConfig.from_file(path)
+    message = str(err.value)
+    assert "api_key: Extra inputs are not permitted" in message and "device" in message
+    assert shaped not in message and env_key not in message and message.count(REDACTED) == 3  # device: twice
 
 
 def test_a_pasted_key_leaves_no_byte_under_the_out_folder(mug, tmp_path, env_key):

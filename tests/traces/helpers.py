@@ -52,10 +52,12 @@ def summary(rounds: int, final_round: int | None = None, **kw) -> RunSummary:
     return RunSummary(**{**fields, **kw})
 
 
-def write_run(path: Path, rounds: int, prompt: str = "a photo of a red circle", **info) -> TraceWriter:
+def write_run(
+    path: Path, rounds: int, prompt: str = "a photo of a red circle", spec: dict | None = SPEC, **info
+) -> TraceWriter:
     """A run with `rounds` rounds (scores 0.1, 0.2, ...) and latents, not finished."""
     writer = TraceWriter(path)
-    writer.start(RunInfo(run_id=path.name, prompt=prompt, spec=SPEC, config={"threshold": 0.9}, **info))
+    writer.start(RunInfo(run_id=path.name, prompt=prompt, spec=spec, config={"threshold": 0.9}, **info))
     for k in range(rounds):
         latents = writer.save_latents(k, {"text.z": torch.full((2, 4), float(k))}, {"reasoning": f"r{k}"})
         writer.write_round(record(k, score=round(0.1 * (k + 1), 3), latents=latents), image(k))

@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import re
 from html.parser import HTMLParser
 
+import jinja2
+import pytest
 from PIL import Image
 from rich.console import Console
 
 from milr.traces import CriticScore, RunInfo, Trace, TraceWriter, list_table, show, write_report
-from milr.traces.report import reasoning_html, word_diff
+from milr.traces.html import render
+from milr.traces.report import reasoning_html, render_report, word_diff
 from tests.traces.helpers import EVIL, image, record, summary, write_run
 
 ALLOWED_TAGS = {
@@ -141,3 +145,18 @@ def test_terminal_views_print_trace_text_literally(tmp_path, finished_run):
     assert out.count("a [bold]cat[/] [/red]") >= 2  # in the list and in `show`, markup not interpreted
     assert "unfinished" in out and "steps" in out and "2 best returned" in out
     assert "returned round 2 (best, score 0.500)" in out
+
+
+def test_templates_redact_and_escape_every_value_and_refuse_undefined_names(tmp_path):
+    key = "sk-" + "a1B2c3D4e5" * 3
+    run = tmp_path / "run"
+    write_run(run, 1)
+    info = json.loads((run / "run.json").read_text())  # a hand-edited run.json: the writer did not redact it
+    (run / "run.json").write_text(json.dumps({**info, "prompt": f"a cat, {key} <b>bold</b>"}))
+    trace = Trace.load(run)
+    page = render_report(trace)  # the page itself, before the writer redacts the file it goes into
+    assert key not in page and "a cat, [REDACTED] &lt;b&gt;bold&lt;/b&gt;" in page
+    context = dict(run=trace.run, summary=None, rounds_on_disk=0, model="m", critics="", curve="", rounds=[])
+    assert "unfinished: 0 rounds on disk" in render("report.html", **context, versions="")
+    with pytest.raises(jinja2.UndefinedError, match="'versions' is undefined"):
+        render("report.html", **context)  # a missing value is an error, never an empty string
