@@ -33,3 +33,24 @@ def mug():
     from milr.mug.tiny import tiny_mug
 
     return tiny_mug(seed=0)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on one thread: on a busy machine torch's default thread pool waits on descheduled
+    workers, and a 30 ms decode takes seconds."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def shapes_mug():
+    """The packaged ShapesWorld checkpoint, loaded once per module that asks for it."""
+    from milr.mug.janus import JanusMUG
+    from milr.shapes import checkpoint_path
+
+    return JanusMUG.from_pretrained(checkpoint_path(), device="cpu")

@@ -27,12 +27,8 @@ PROMPT = "a photo of a red circle"
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on one thread: on a busy machine torch's thread pool turns a 30 ms decode into seconds."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+def _on_one_thread(one_thread):
+    """Every test here runs on one thread (`one_thread` in tests/conftest.py)."""
 
 
 @pytest.fixture

@@ -35,8 +35,7 @@ from PIL import Image
 
 from milr.critics.base import Critic, Critique, PromptSpec
 from milr.critics.geneval import evaluate
-from milr.shapes.oracle import detections, read_scene
-from milr.shapes.world import COLOR_NAMES, SHAPES
+from milr.shapes.oracle import detections, read_scene, spec_or_abstention
 
 BLIND_SPOTS = ("count", "position", "color")
 KINDS = ("countblind", "positionblind", "colorblind", "lenient", "noisy", "mixed")
@@ -112,17 +111,9 @@ class LabCritic:
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
         started = time.perf_counter()
-        if spec is None:
-            try:
-                spec = PromptSpec.parse(prompt, classes=SHAPES, colors=COLOR_NAMES)
-            except ValueError as err:
-                return Critique(
-                    critic=self.name,
-                    score=None,
-                    rationale="not a ShapesWorld prompt in GenEval's grammar: the lab critics judge only those",
-                    error=str(err),
-                    seconds=time.perf_counter() - started,
-                )
+        spec = spec_or_abstention(self.name, prompt, spec, started)
+        if isinstance(spec, Critique):
+            return spec
         blind_here = self.blind and unit_draw(self.seed, f"blind-{self.kind}", image, prompt) < self.rate
         judged = blinded(spec, self.blind) if blind_here else spec
         scene = read_scene(image)

@@ -73,6 +73,23 @@ def detections(scene: Scene) -> list[Detection]:
     return [Detection(cls=s, box=cell_box(cell), score=1.0, color=c) for cell, (s, c) in scene.objects.items()]
 
 
+def spec_or_abstention(critic: str, prompt: str, spec: PromptSpec | None, started: float) -> PromptSpec | Critique:
+    """The prompt's spec (given, or parsed in GenEval's grammar over ShapesWorld's words), or the
+    critic's abstention when the prompt is not a ShapesWorld prompt: nothing exact to check."""
+    if spec is not None:
+        return spec
+    try:
+        return PromptSpec.parse(prompt, classes=SHAPES, colors=COLOR_NAMES)
+    except ValueError as err:
+        return Critique(
+            critic=critic,
+            score=None,
+            rationale="the prompt is not a ShapesWorld prompt in GenEval's grammar: nothing exact to check",
+            error=str(err),
+            seconds=time.perf_counter() - started,
+        )
+
+
 class ShapesOracle:
     """Exact ShapesWorld critic: GenEval's rules on the scene read from pixels."""
 
@@ -80,17 +97,9 @@ class ShapesOracle:
 
     def __call__(self, image: Image.Image, prompt: str, spec: PromptSpec | None = None) -> Critique:
         started = time.perf_counter()
-        if spec is None:
-            try:
-                spec = PromptSpec.parse(prompt, classes=SHAPES, colors=COLOR_NAMES)
-            except ValueError as err:
-                return Critique(
-                    critic=self.name,
-                    score=None,
-                    rationale="the prompt is not a ShapesWorld prompt in GenEval's grammar: nothing exact to check",
-                    error=str(err),
-                    seconds=time.perf_counter() - started,
-                )
+        spec = spec_or_abstention(self.name, prompt, spec, started)
+        if isinstance(spec, Critique):
+            return spec
         scene = read_scene(image)
         result = evaluate(spec, detections(scene))
         passed = [r.passed for r in result.requirements]

@@ -20,17 +20,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import structlog
-import torch
 from PIL import Image
 
 from milr.config import ConfigError, MILRConfig
 from milr.critics import Mixer, OpenAIJudge, PromptSpec
 from milr.critics.base import Critique
 from milr.log import configure_logging
-from milr.mug.janus import JanusMUG
 from milr.orchestrator import MILR
 from milr.orchestrator.serde import RedactingSerializer, memory_saver, sqlite_saver
-from milr.shapes import ShapesOracle, checkpoint_path
+from milr.shapes import ShapesOracle
 from milr.shapes.world import COLOR_NAMES, SHAPES
 from milr.traces.redaction import REDACTED, redact, redact_data, redact_object
 
@@ -250,20 +248,6 @@ def judge_server():
     server = EchoJudgeServer()
     yield server
     server.close()
-
-
-@pytest.fixture(scope="module")
-def shapes_mug():
-    return JanusMUG.from_pretrained(checkpoint_path(), device="cpu")
-
-
-@pytest.fixture
-def one_thread():
-    """The tiny ShapesWorld model decodes fastest on one thread on a shared machine (see tests/shapes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize("judge_key_kind", ["key-shaped", "plain"])

@@ -10,11 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from milr.config import MILRConfig
-from milr.mug.janus import JanusMUG
 from milr.mug.latents import image_positions
 from milr.nodes.critique import stop_reason
 from milr.orchestrator import MILR
-from milr.shapes import ShapesOracle, checkpoint_path
+from milr.shapes import ShapesOracle
 from milr.traces import Trace
 from tests.orchestrator.helpers import ScriptedCritic
 
@@ -41,20 +40,6 @@ def test_a_round_scoring_exactly_the_threshold_ends_the_run(mug, tmp_path):
     result = run(mug, ScriptedCritic([0.1, 0.9, 0.95]), tmp_path, steps=5, threshold=0.9)
     assert [r.score for r in result.rounds] == [0.1, 0.9]
     assert result.stop_reason == "threshold" and result.final_round == 1 and result.score == 0.9
-
-
-@pytest.fixture(scope="module")
-def shapes_mug():
-    return JanusMUG.from_pretrained(checkpoint_path(), device="cpu")
-
-
-@pytest.fixture
-def one_thread():
-    """The tiny ShapesWorld model decodes fastest on one thread on a shared machine (see tests/shapes)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.mark.parametrize(
