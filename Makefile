@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PROMPT ?= a photo of a triangle above a circle
 
-.PHONY: demo test lint format venv clean
+.PHONY: demo test lint format venv clean mutate
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: venv
 lint: venv
 	$(BIN)/ruff check milr tests benchmarks
 	$(BIN)/ruff format --check milr tests benchmarks
+
+# Mutation testing of the core modules (benchmarks/mutate.py; minutes of CPU, so not in `test` or CI):
+# writes benchmarks/results/mutation.json. MUTATE_ARGS passes options, e.g. MUTATE_ARGS="--cap 10".
+mutate: venv
+	nice -n 10 $(BIN)/python benchmarks/mutate.py $(MUTATE_ARGS)
 
 format: venv
 	$(BIN)/ruff format milr tests benchmarks

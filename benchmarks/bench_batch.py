@@ -8,27 +8,24 @@ At B = 1 it also times transformers' `generate(generation_mode="image")` on the 
     python benchmarks/bench_batch.py --quick --out quick.json      # tiny sizes, 1 repeat (the test)
 
 Repeats are interleaved (one timing of every B, then the next round), so a load change on the machine
-hits every B alike; the load average at start and end is recorded, other load itself is not knowable.
-Saves benchmarks/results/bench_batch.json unless --out says otherwise.
+hits every B alike; the provenance block records the threads, the load average at start and end and
+the other processes that used the CPU meanwhile. Saves benchmarks/results/bench_batch.json unless
+--out says otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import transformers
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bench_mug import build, sync, transformers_image  # noqa: E402
+from bench_mug import build, interleaved, tokens_only, transformers_image  # noqa: E402
+from provenance import Measured  # noqa: E402
 
 from milr.bench.datasets import load_shapes  # noqa: E402
 from milr.config import MILRConfig  # noqa: E402
@@ -48,22 +45,6 @@ def distinct_prompts(count: int) -> list[str]:
     if len(seen) < count:
         raise SystemExit(f"ShapesEval has only {len(seen)} distinct prompts, {count} asked")
     return seen[:count]
-
-
-def interleaved(fns: dict[object, Callable[[], object]], repeats: int, device: str) -> dict:
-    """Seconds of each call, `repeats` rounds of all calls in turn, after one warm-up call each."""
-    for fn in fns.values():
-        fn()
-    out: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for key, fn in fns.items():
-            sync(device)
-            t = time.perf_counter()
-            fn()
-            sync(device)
-            out[key].append(time.perf_counter() - t)
-            print(f"  {key}: {out[key][-1]:.3f} s", file=sys.stderr, flush=True)
-    return out
 
 
 def summary(seconds: list[float], per_call: int, unit: str) -> dict:
@@ -127,11 +108,10 @@ def measure(mug, prompts: list[str], batches, repeats: int, cfg: float, reasonin
 def versus_transformers(mug, prompt: str, repeats: int) -> dict:
     """B = 1: our full draw and our token loop alone against transformers' image `generate` (tokens only)."""
     device = str(mug.device)
-    rows = mug.cfg_prompt_ids(prompt).tolist()
     times = interleaved(
         {
             "ours_draw": lambda: mug.draw(prompt, generator=torch.Generator(device=mug.device).manual_seed(0)),
-            "ours_tokens_only": lambda: mug._image_tokens(rows, [{}], 5.0, 1.0, [None], False),
+            "ours_tokens_only": tokens_only(mug, prompt),
             "transformers_generate": transformers_image(mug, prompt),
         },
         repeats,
@@ -147,42 +127,10 @@ def versus_transformers(mug, prompt: str, repeats: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--repeats", type=int, default=3, help="timed rounds on the bench model (after a warm-up)")
-    ap.add_argument("--shapes-repeats", type=int, default=20, help="timed rounds on ShapesWorld")
-    ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
-    ap.add_argument("--compile", action="store_true", help="also time ShapesWorld with compile=True (CPU: slow)")
-    ap.add_argument("--quick", action="store_true", help="tiny bench model, 1 repeat: a smoke run")
-    ap.add_argument("--out", type=Path, default=RESULTS / "bench_batch.json")
-    ap.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="torch threads (default: torch's). On a shared machine 1 is steadier: a busy core stalls every "
-        "multi-threaded op at its barrier, which hits big batches (parallel ops) and spares B = 1 (small ones)",
-    )
-    args = ap.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    batches = tuple(int(b) for b in args.batches.split(","))
-    if batches[0] != 1:
-        raise SystemExit("--batches must start at 1 (speedups are against B = 1)")
-    if args.quick:
-        args.repeats = args.shapes_repeats = 1
-        size = {"hidden": 64, "layers": 2, "grid": 4, "codes": 512}
-    else:
-        size = {"hidden": 512, "layers": 8, "grid": 24, "codes": 16384}
-    load_start = os.getloadavg()
-    started = time.perf_counter()
+def measure_models(args, batches: tuple[int, ...], size: dict) -> dict:
+    """The bench model's and ShapesWorld's figures at every B, and the targets they meet."""
     prompts = distinct_prompts(max(batches))
     result: dict = {
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
-        "cpus": os.cpu_count(),
-        "loadavg_start": [round(x, 2) for x in load_start],
         "quick": args.quick,
         "repeats": {"bench_model": args.repeats, "shapes": args.shapes_repeats},
         "batches": list(batches),
@@ -212,8 +160,41 @@ def main(argv: list[str] | None = None) -> dict:
         f"shapes_B{last}_vs_B1 >= 6": result["shapes"].get(f"speedup_B{last}_vs_B1", 0) >= 6,
         "bench_model_B1_vs_transformers >= 0.95": section["vs_transformers_B=1"]["ratio_tokens_only"] >= 0.95,
     }
-    result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
-    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3, help="timed rounds on the bench model (after a warm-up)")
+    ap.add_argument("--shapes-repeats", type=int, default=20, help="timed rounds on ShapesWorld")
+    ap.add_argument("--batches", default=",".join(map(str, BATCHES)))
+    ap.add_argument("--compile", action="store_true", help="also time ShapesWorld with compile=True (CPU: slow)")
+    ap.add_argument("--quick", action="store_true", help="tiny bench model, 1 repeat: a smoke run")
+    ap.add_argument("--out", type=Path, default=RESULTS / "bench_batch.json")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="torch threads (default: torch's). On a shared machine 1 is steadier: a busy core stalls every "
+        "multi-threaded op at its barrier, which hits big batches (parallel ops) and spares B = 1 (small ones)",
+    )
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    batches = tuple(int(b) for b in args.batches.split(","))
+    if batches[0] != 1:
+        raise SystemExit("--batches must start at 1 (speedups are against B = 1)")
+    if args.quick:
+        args.repeats = args.shapes_repeats = 1
+        size = {"hidden": 64, "layers": 2, "grid": 4, "codes": 512}
+    else:
+        size = {"hidden": 512, "layers": 8, "grid": 24, "codes": 16384}
+    with Measured() as measured:
+        result = measure_models(args, batches, size)
+    result["wall_seconds"] = round(measured.seconds, 1)
+    result["provenance"] = measured.provenance("cpu", None if argv is None else [__file__, *argv])
+    result["wall_seconds"] = round(measured.seconds, 1)
+    result["provenance"] = measured.provenance("cpu", None if argv is None else [__file__, *argv])
     print(json.dumps(result, indent=2))
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -12,7 +12,8 @@ graphs), and the peak GPU memory of each setting.
 
 Settings run in the order B=1 eager, B=1 compile, B=8 eager, ... and the JSON is rewritten after each
 one, so a run cut short still leaves every finished figure; past `--budget-s` the rest is skipped.
-The JSON goes to $OUT/bench_gpu.json when OUT is set, else benchmarks/results/bench_gpu.json (or --out).
+The JSON goes to $OUT/bench_gpu.json when OUT is set, else benchmarks/results/bench_gpu.json (or --out),
+with its provenance (threads, device, versions, load, other processes) as of each save.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import torch
-import transformers
 from transformers import JanusConfig, JanusForConditionalGeneration
 
 from milr.mug.janus import SPECIAL_TOKENS, JanusMUG
 from milr.mug.static import StaticDecoder
 from milr.mug.tiny import BASE_WORDS, tiny_image_processor, word_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from provenance import Measured  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -166,16 +168,14 @@ def main(argv: list[str] | None = None) -> dict:
     out = args.out or default_out()
     batches = [int(b) for b in args.batches.split(",")]
     modes = args.modes.split(",")
-    started = time.perf_counter()
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise SystemExit("no CUDA device here; pass --device cpu for a smoke run")
+    measured = Measured.start()  # measured anew at every save, so a run cut short keeps it too
+    started = measured.started
 
     result: dict = {
         "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else args.device,
         "dtype": args.dtype,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "python": platform.python_version(),
         "cuda": torch.version.cuda,
         "model": {
             k: getattr(args, k)
@@ -190,7 +190,9 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     def save() -> None:
-        result["wall_seconds"] = round(time.perf_counter() - started, 1)
+        measured.stop()
+        result["wall_seconds"] = round(measured.seconds, 1)
+        result["provenance"] = measured.provenance(args.device, None if argv is None else [__file__, *argv])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
 

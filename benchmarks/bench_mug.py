@@ -3,17 +3,22 @@ on the same random-init Janus with 576 image tokens, and one REINFORCE step (bot
 
     python benchmarks/bench_mug.py [--hidden 512 --layers 8 --repeats 3] [--device cuda --dtype bfloat16]
 
-Prints the figures and saves them to benchmarks/results/bench_mug[_<device>].json.
+Our full draw (tokens + VQ decode), our token loop alone, transformers' generate (tokens only) and
+the VQ decode are timed in turns, repeat by repeat (`interleaved`), so a change of load on a shared
+machine hits them alike; each is the median of `--repeats` after one warm-up. Both of our calls run
+under `no_grad`, as `draw` does and as transformers' `generate` does. Prints the figures and saves
+them to benchmarks/results/bench_mug[_<device>].json (or `--out`), with their provenance.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import resource
 import statistics
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -22,6 +27,9 @@ from transformers import JanusForConditionalGeneration
 from milr.mug.janus import SPECIAL_TOKENS, JanusMUG
 from milr.mug.latents import LatentPrefix
 from milr.mug.tiny import tiny_image_processor, tiny_janus_config, word_tokenizer
+
+sys.path.insert(0, str(Path(__file__).parent))
+from provenance import Measured  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -71,19 +79,36 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_it(fn, repeats: int, device: str) -> list[float]:
-    fn()  # warm-up
-    out = []
-    for _ in range(repeats):
-        sync(device)
-        t = time.perf_counter()
+def tokens_only(mug: JanusMUG, prompt: str):
+    """Our CFG token loop for one prompt without the VQ decode (what transformers' generate times), as
+    a call to time. Under `no_grad`, as `draw` is: with autograd on, every op of the 576 steps would
+    be recorded and kept alive through the latents, and the loop would time autograd, not decoding."""
+    rows = mug.cfg_prompt_ids(prompt).tolist()
+
+    @torch.no_grad()
+    def ours():
+        mug._image_tokens(rows, [{}], 5.0, 1.0, [None], False)
+
+    return ours
+
+
+def interleaved(fns: dict[object, Callable[[], object]], repeats: int, device: str) -> dict:
+    """Seconds of each call, `repeats` rounds of all calls in turn, after one warm-up call each."""
+    for fn in fns.values():
         fn()
-        sync(device)
-        out.append(time.perf_counter() - t)
+    out: dict[object, list[float]] = {k: [] for k in fns}
+    for _ in range(repeats):
+        for key, fn in fns.items():
+            sync(device)
+            t = time.perf_counter()
+            fn()
+            sync(device)
+            out[key].append(time.perf_counter() - t)
+            print(f"  {key}: {out[key][-1]:.3f} s", file=sys.stderr, flush=True)
     return out
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hidden", type=int, default=512)
     ap.add_argument("--layers", type=int, default=8)
@@ -93,62 +118,70 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--tag", default="")
-    args = ap.parse_args()
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default: results/bench_mug[_<tag>].json)")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     dtype = getattr(torch, args.dtype)
     mug = build(args.hidden, args.layers, args.grid, args.device, dtype, args.vocab, args.codes)
     n = mug.num_image_tokens
     prompt = "a photo of a red cat left of a blue dog"
     model = mug.model
-    theirs = transformers_image(mug, prompt)
 
     def ours():
         mug.draw(prompt, generator=torch.Generator(device=mug.device).manual_seed(0))
 
-    def tokens_only():  # our loop without the VQ decode, to compare like with like
-        mug._image_tokens(mug.cfg_prompt_ids(prompt).tolist(), [{}], 5.0, 1.0, [None], False)
+    calls = {
+        "ours_draw": ours,
+        "ours_tokens_only": tokens_only(mug, prompt),
+        "transformers_generate": transformers_image(mug, prompt),
+        "vq_decode": lambda: mug.decode_image([0] * n),
+    }
+    with Measured() as measured:
+        times = interleaved(calls, args.repeats, args.device)
+        roll = mug.draw(prompt, generator=torch.Generator(device=mug.device).manual_seed(0))
+        text = mug.reason(prompt, max_new_tokens=50)
+        zt = LatentPrefix("text", text.latents[:10], list(range(10)), 0.03)
+        zv = LatentPrefix("image", roll.latents[:11], list(range(11)), 0.03)
 
-    t_ours = time_it(ours, args.repeats, args.device)
-    t_theirs = time_it(theirs, args.repeats, args.device)
-    t_decode = time_it(lambda: mug.decode_image([0] * n), args.repeats, args.device)
+        def step():
+            zt.step(mug.text_logits, -0.5)
+            zv.step(mug.image_logits, -0.5)
 
-    roll = mug.draw(prompt, generator=torch.Generator(device=mug.device).manual_seed(0))
-    text = mug.reason(prompt, max_new_tokens=50)
-    zt = LatentPrefix("text", text.latents[:10], list(range(10)), 0.03)
-    zv = LatentPrefix("image", roll.latents[:11], list(range(11)), 0.03)
-
-    def step():
-        zt.step(mug.text_logits, -0.5)
-        zv.step(mug.image_logits, -0.5)
-
-    t_step = time_it(step, max(args.repeats, 5), args.device)
-    med = statistics.median
-    ours_s, theirs_s = med(t_ours), med(t_theirs)
+        t_step = interleaved({"step": step}, max(args.repeats, 5), args.device)["step"]
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ours_s, theirs_s = med["ours_draw"], med["transformers_generate"]
     result = {
         "device": args.device,
         "dtype": args.dtype,
         "model": {"hidden": args.hidden, "layers": args.layers, "image_tokens": n, "codes": args.codes},
         "params_m": round(sum(p.numel() for p in model.parameters()) / 1e6, 1),
+        "repeats": args.repeats,
         "image_seconds_ours": round(ours_s, 3),
+        "image_seconds_ours_tokens_only": round(med["ours_tokens_only"], 3),
         "image_seconds_transformers": round(theirs_s, 3),
-        "vq_decode_seconds": round(med(t_decode), 3),
+        "vq_decode_seconds": round(med["vq_decode"], 3),
         "speedup_vs_transformers": round(theirs_s / ours_s, 2),
-        "speedup_tokens_only": round(theirs_s / med(time_it(tokens_only, args.repeats, args.device)), 2),
+        "speedup_tokens_only": round(theirs_s / med["ours_tokens_only"], 2),
+        "seconds": {k: [round(x, 4) for x in v] for k, v in times.items()},
         "image_tokens_per_s": round(n / ours_s, 1),
-        "reinforce_step_seconds": round(med(t_step), 4),
-        "step_fraction_of_image": round(med(t_step) / ours_s, 4),
+        "reinforce_step_seconds": round(statistics.median(t_step), 4),
+        "step_fraction_of_image": round(statistics.median(t_step) / ours_s, 4),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "threads": torch.get_num_threads(),
+        "note": "speedup = transformers seconds / ours (> 1: ours faster). The draw includes the VQ decode "
+        "and the token loop does not, so speedup_tokens_only >= speedup_vs_transformers up to noise.",
+        "provenance": measured.provenance(args.device),
     }
     if args.device.startswith("cuda"):
         result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
-        result["gpu"] = torch.cuda.get_device_name()
     print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
     suffix = f"_{args.tag}" if args.tag else ("" if args.device == "cpu" else f"_{args.device.split(':')[0]}")
-    (RESULTS / f"bench_mug{suffix}.json").write_text(json.dumps(result, indent=2) + "\n")
+    out = args.out or RESULTS / f"bench_mug{suffix}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    return result
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """Cost of one MILR round (issue 3): a round after an update vs a fresh generation, the update step's
 share of a round, and the graph's own overhead (LangGraph + trace writing) per round.
 
-    python benchmarks/bench_round.py [--model tiny|shapes] [--steps 10] [--runs 3]
+    python benchmarks/bench_round.py [--model tiny|shapes] [--steps 10] [--runs 3] [--threads N]
 
 The critic is a cheap pixel hash that never passes, so every run makes K+1 rounds. Prints the
-figures and saves them to benchmarks/results/bench_round_<model>.json.
+figures and saves them to benchmarks/results/bench_round_<model>.json (or `--out`), with their
+provenance: after/fresh depends on the thread count and on what else runs (on the shared 2-core
+machine it was 0.52 at one thread and 1.22 at torch's default of two), so both are recorded.
 """
 
 from __future__ import annotations
@@ -14,17 +16,23 @@ import hashlib
 import json
 import logging
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import structlog
+import torch
 
 from milr.config import MILRConfig
 from milr.critics.base import Critique
 from milr.orchestrator import MILR
 
+sys.path.insert(0, str(Path(__file__).parent))
+from provenance import Measured  # noqa: E402
+
 RESULTS = Path(__file__).parent / "results"
+TIMED_PHASES = ("decode", "critics", "update")
 
 
 class HashCritic:
@@ -50,12 +58,16 @@ def main() -> None:
     ap.add_argument("--model", default="tiny")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    ap.add_argument("--out", type=Path, default=None, help="JSON path (default: results/bench_round_<model>.json)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))  # no console lines
     mug = load(args.model)
     config = MILRConfig(steps=args.steps, threshold=1.0, max_reasoning_tokens=64)
     fresh, after, update, overhead_frac, round_s, finish_s = [], [], [], [], [], []
-    with tempfile.TemporaryDirectory() as out:
+    with tempfile.TemporaryDirectory() as out, Measured() as around:
         milr = MILR(mug, HashCritic(), config, out=out)
         milr("a photo of a red circle left of a blue square")  # warm-up
         for i in range(args.runs):
@@ -72,7 +84,8 @@ def main() -> None:
             fresh.append(rounds[0].seconds["decode"])
             after += [r.seconds["decode"] for r in rounds[1:]]
             update += [r.seconds["update"] for r in rounds[1:]]
-            measured = sum(sum(r.seconds.values()) for r in rounds)
+            # Only the timed phases: a round's `seconds` also holds `batch`, how many runs shared its decode.
+            measured = sum(r.seconds.get(phase, 0.0) for r in rounds for phase in TIMED_PHASES)
             overhead_frac.append((loop - measured) / loop)
             round_s.append(loop / len(rounds))
             finish_s.append(total - loop)
@@ -92,10 +105,12 @@ def main() -> None:
         "note": "overhead = loop wall time (round 0 start to last round end) minus the decode, critic and update "
         "seconds the nodes measured: LangGraph and trace writing (PNG, latents, round log). Set-up and the "
         "once-per-run finish (summary, final image, report.html) are reported apart.",
+        "provenance": around.provenance("cpu"),
     }
     print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"bench_round_{args.model}.json").write_text(json.dumps(result, indent=2) + "\n")
+    path = args.out or RESULTS / f"bench_round_{args.model}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

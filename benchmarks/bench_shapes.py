@@ -8,16 +8,17 @@ ablations, and MILR rewarded by a noisy oracle (flip p = 0.2) but judged by the 
 It drives the same runner as `milr bench shapes` (milr.bench.runner). Seeds: ShapesEval prompt set
 seed 1234; entry i runs with seed 1000·i (best-of-N sample j: 1000·i + j); noise seed 0. Each method
 saves benchmarks/results/bench_shapes/<method>.json (per tag, overall, mean generations, generations
-a best-of-N stopping at the first passing sample would use, prompts/s); run methods in parallel
-processes with `--methods`, then `--collect` writes the table benchmarks/results/bench_shapes.md.
+a best-of-N stopping at the first passing sample would use, prompts/s, provenance); run methods in
+parallel processes with `--methods`, then `--collect` writes the table benchmarks/results/bench_shapes.md.
+`--results DIR` writes all of it under DIR instead (smoke runs).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -29,6 +30,9 @@ from milr.config import MILRConfig
 from milr.mug.janus import image_prompt
 from milr.orchestrator.registry import build_model
 from milr.shapes.oracle import NoisyCritic, ShapesOracle
+
+sys.path.insert(0, str(Path(__file__).parent))
+from provenance import Measured  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results" / "bench_shapes"
 METHODS = ("baseline", "milr", "best_of_n", "milr_text_only", "milr_image_only", "milr_noisy")
@@ -57,10 +61,10 @@ def run_method(method: str, mug, config: MILRConfig, per_tag: int) -> dict:
     spec, reward = spec_and_reward(method, config, oracle)
     items = load_shapes(per_tag)
     with tempfile.TemporaryDirectory() as tmp:
-        started = time.perf_counter()
-        run_bench(items, mug, spec, reward, oracle, tmp, progress=False)
-        seconds = time.perf_counter() - started
+        with Measured() as measured:
+            run_bench(items, mug, spec, reward, oracle, tmp, progress=False)
         records = load_records(tmp)
+    seconds = measured.seconds
     summary = summarize(records)
     passes = [r["first_pass"] or r["generations"] for r in records]
     return {
@@ -74,30 +78,28 @@ def run_method(method: str, mug, config: MILRConfig, per_tag: int) -> dict:
         "prompts_per_s": round(len(records) / seconds, 3),
         "config": spec.config.to_json_dict(),
         "reward": "noisy oracle (flip 0.2, seed 0)" if method == "milr_noisy" else "oracle",
-        "torch_threads": torch.get_num_threads(),
+        "provenance": measured.provenance("cpu"),
     }
 
 
-def measure_startup(threads: int | None) -> dict:
+def measure_startup() -> dict:
     """Issue 6's first-use figure: load the packaged checkpoint, reason and draw one image, cold."""
-    started = time.perf_counter()
-    config = MILRConfig()
-    mug = build_model("shapes", config)
-    loaded = time.perf_counter()
-    text = mug.reason("a photo of a red circle left of a blue square")
-    mug.draw(image_prompt("a photo of a red circle left of a blue square", text.text), generator=torch.Generator())
-    done = time.perf_counter()
+    with Measured() as loading:
+        mug = build_model("shapes", MILRConfig())
+    with Measured() as drawing:
+        text = mug.reason("a photo of a red circle left of a blue square")
+        mug.draw(image_prompt("a photo of a red circle left of a blue square", text.text), generator=torch.Generator())
     return {
-        "load_s": round(loaded - started, 3),
-        "reason_and_draw_s": round(done - loaded, 3),
-        "total_s": round(done - started, 3),
+        "load_s": round(loading.seconds, 3),
+        "reason_and_draw_s": round(drawing.seconds, 3),
+        "total_s": round(loading.seconds + drawing.seconds, 3),
         "target_s": 2.0,
-        "torch_threads": threads or torch.get_num_threads(),
+        "provenance": loading.provenance("cpu") | {"reason_and_draw": drawing.record()},
     }
 
 
-def collect() -> str:
-    rows = [json.loads(p.read_text()) for m in METHODS if (p := RESULTS / f"{m}.json").is_file()]
+def collect(results: Path) -> str:
+    rows = [json.loads(p.read_text()) for m in METHODS if (p := results / f"{m}.json").is_file()]
     tags = list(rows[0]["tags"]) if rows else []
     head = "| method | " + " | ".join(tags) + " | overall | mean gens | gens to 1st pass | prompts/s |"
     lines = [head, "|" + "---|" * (len(tags) + 5)]
@@ -108,7 +110,7 @@ def collect() -> str:
             f"{r['mean_generations_if_stopped_at_first_pass']:.2f} | {r['prompts_per_s']:.2f} |"
         )
     table = "\n".join(lines) + "\n"
-    (RESULTS.parent / "bench_shapes.md").write_text(table)
+    (results.parent / "bench_shapes.md").write_text(table)
     return table
 
 
@@ -120,25 +122,26 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     ap.add_argument("--collect", action="store_true", help="only write the table of the saved methods")
     ap.add_argument("--startup", action="store_true", help="only time loading the checkpoint and a first image")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="folder of the method JSONs (table: its parent)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    results = args.results
+    results.mkdir(parents=True, exist_ok=True)
     if args.startup:
-        entry = measure_startup(args.threads)
-        RESULTS.mkdir(parents=True, exist_ok=True)
-        (RESULTS / "startup.json").write_text(json.dumps(entry, indent=2) + "\n")
+        entry = measure_startup()
+        (results / "startup.json").write_text(json.dumps(entry, indent=2) + "\n")
         print(entry)
         return
     if not args.collect:
         config = MILRConfig(steps=args.steps)
         mug = build_model("shapes", config)
         config = config.with_recommended(mug.recommended)
-        RESULTS.mkdir(parents=True, exist_ok=True)
         for method in args.methods.split(","):
             entry = run_method(method, mug, config, args.per_tag)
-            (RESULTS / f"{method}.json").write_text(json.dumps(entry, indent=2) + "\n")
+            (results / f"{method}.json").write_text(json.dumps(entry, indent=2) + "\n")
             print(method, f"overall {entry['overall']:.3f}", f"{entry['seconds']} s", flush=True)
-    print(collect())
+    print(collect(results))
 
 
 if __name__ == "__main__":

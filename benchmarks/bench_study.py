@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
+import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
@@ -35,81 +33,15 @@ RESCORE_TARGET = 0.10
 
 
 # ----------------------------------------------------------------------------- what else ran
-def cpu_ticks() -> dict[int, tuple[str, int]]:
-    """{pid: (command name, user+system clock ticks)} of every process now (Linux /proc)."""
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        out[int(entry.name)] = (name, int(fields[11]) + int(fields[12]))
-    return out
-
-
-def others_meanwhile(before: dict, after: dict, seconds: float) -> list[dict]:
-    """Processes other than this one that used over 5% of a core during the measurement (names only:
-    command lines may carry paths)."""
-    me, tick = os.getpid(), os.sysconf("SC_CLK_TCK")
-    rows = []
-    for pid, (name, ticks) in after.items():
-        used = (ticks - before.get(pid, (name, 0))[1]) / tick
-        if pid != me and used / seconds > 0.05:
-            rows.append({"pid": pid, "name": name, "cpu_share": round(used / seconds, 2)})
-    return sorted(rows, key=lambda r: -r["cpu_share"])
-
-
-def busy_seconds() -> float:
-    """CPU seconds every core of this machine has been busy since boot (/proc/stat: all but idle, iowait)."""
-    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
-
-
-def own_seconds() -> float:
-    t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
-
-
-class Measured:
-    """Wall time, load average and the CPU use of other processes around a block: per process (those
-    alive at the end) and in all (the machine's busy time minus this process's, which also counts
-    processes that came and went meanwhile)."""
-
-    def __enter__(self):
-        self.load_before, self.ticks = os.getloadavg(), cpu_ticks()
-        self.busy, self.own = busy_seconds(), own_seconds()
-        self.started = time.perf_counter()
-        return self
-
-    def __exit__(self, *exc):
-        self.seconds = time.perf_counter() - self.started
-        self.load_after = os.getloadavg()
-        self.others = others_meanwhile(self.ticks, cpu_ticks(), self.seconds)
-        self.other_cores = max(0.0, (busy_seconds() - self.busy) - (own_seconds() - self.own)) / self.seconds
-
-    def record(self) -> dict:
-        return {
-            "seconds": round(self.seconds, 3),
-            "loadavg_before": [round(x, 2) for x in self.load_before],
-            "loadavg_after": [round(x, 2) for x in self.load_after],
-            "other_processes": self.others,
-            "other_cores_used": round(self.other_cores, 2),  # mean cores busy with other work meanwhile
-            "other_processes_ran": bool(self.others) or self.other_cores > 0.05,
-        }
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from provenance import Measured, command_line  # noqa: E402  (the one helper of every bench script)
+from provenance import environment as provenance_environment  # noqa: E402
 
 
 def environment() -> dict:
-    return {
-        "torch_threads": torch.get_num_threads(),
-        "device": "cpu",
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-    }
+    """benchmarks/provenance.py's fields, flat, with `torch_threads` as this script writes it."""
+    env = provenance_environment("cpu")
+    return {"command": command_line(), "torch_threads": env.pop("threads"), **env}
 
 
 # ----------------------------------------------------------------------------- part 1: the study

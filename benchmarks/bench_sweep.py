@@ -8,15 +8,15 @@ batch sizes take turns chunk by chunk (`--chunks`), so load on this shared machi
 Records the wall time, accuracy per tag and overall, mean generations, and the share of wall time
 spent writing traces (round images, latents, round lines, summaries and reports, timed around the
 `TraceWriter` calls). Targets: batch 16 takes >= 4x less wall time than batch 1, and its overall
-accuracy is within ±0.02 of the sequential sweep. Saves benchmarks/results/bench_sweep.json.
+accuracy is within ±0.02 of the sequential sweep. Saves benchmarks/results/bench_sweep.json, with
+its provenance.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +30,9 @@ from milr.config import MILRConfig
 from milr.orchestrator.registry import build_model
 from milr.shapes.oracle import ShapesOracle
 from milr.traces import TraceWriter
+
+sys.path.insert(0, str(Path(__file__).parent))
+from provenance import Measured  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TIMED = ("start", "write_round", "save_latents", "finish")
@@ -121,18 +124,14 @@ def main() -> None:
     config = MILRConfig(steps=args.steps)
     mug = build_model("shapes", config)
     config = config.with_recommended(mug.recommended)
-    load_before = os.getloadavg()
     batches = [int(b) for b in args.batches.split(",")]
-    figures = sweeps(mug, config, args.per_tag, batches, args.chunks)
+    with Measured() as measured:
+        figures = sweeps(mug, config, args.per_tag, batches, args.chunks)
     result = {
         "what": f"ShapesEval MILR sweep, K={args.steps}, exact oracle, shipped ShapesWorld model",
         "sweeps": figures,
         "interleaved_chunks": args.chunks,
-        "torch_threads": torch.get_num_threads(),
-        "loadavg_before": [round(x, 2) for x in load_before],
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
+        "provenance": measured.provenance("cpu"),
     }
     if "batch=16" in figures and "batch=1" in figures:
         fast, slow = figures["batch=16"], figures["batch=1"]

@@ -3,7 +3,8 @@ apart) and building the report of a 30-round run.
 
     python benchmarks/bench_traces.py [--rounds 30]
 
-Prints the figures and saves them to benchmarks/results/bench_traces.json.
+Prints the figures and saves them to benchmarks/results/bench_traces.json (or `--out`), with their
+provenance.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +22,9 @@ from PIL import Image
 
 from milr.traces import CriticScore, RoundRecord, RunInfo, RunSummary, TraceWriter, write_report
 from milr.traces.writer import png_bytes
+
+sys.path.insert(0, str(Path(__file__).parent))
+from provenance import Measured  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -47,6 +52,7 @@ def record(k: int) -> RoundRecord:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rounds", type=int, default=30)
+    ap.add_argument("--out", type=Path, default=RESULTS / "bench_traces.json")
     args = ap.parse_args()
     image = Image.new("RGB", (64, 64), "white")
     tensors = {
@@ -55,7 +61,7 @@ def main() -> None:
         "generator_state": torch.zeros(5056, dtype=torch.uint8),
     }
     write_s, png_s = [], []
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, Measured() as measured:
         writer = TraceWriter(Path(tmp) / "run")
         writer.start(RunInfo(run_id="run", prompt="a photo of a red circle", config={"threshold": 0.9}))
         for k in range(args.rounds):
@@ -82,10 +88,11 @@ def main() -> None:
         "report_seconds": round(report_s, 3),
         "targets": {"write_round_ms": 5, "report_seconds": 2},
         "note": "write_round includes fsync of the round log and the atomic latents file",
+        "provenance": measured.provenance("cpu"),
     }
     print(json.dumps(result, indent=2))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "bench_traces.json").write_text(json.dumps(result, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

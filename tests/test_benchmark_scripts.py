@@ -1,5 +1,6 @@
 """The benchmark scripts run top to bottom at tiny sizes and write the JSON their readers expect
-(bench_gpu.py is run on a GPU only once, unattended: a crash there costs the whole device check)."""
+(bench_gpu.py is run on a GPU only once, unattended: a crash there costs the whole device check),
+each with its provenance (benchmarks/provenance.py: threads, device, versions, load, what ran beside)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,18 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
+import torch
+import transformers
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import provenance  # noqa: E402
+
+sys.path.remove(str(BENCHMARKS))
 
 
 def run(script: str, *args: str, timeout: int = 240) -> None:
@@ -23,6 +33,99 @@ def run(script: str, *args: str, timeout: int = 240) -> None:
         cwd=BENCHMARKS.parent,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def assert_provenance(block: dict, script: str, threads: int | None = None) -> None:
+    """A speed JSON's provenance block: what ran it, on what, and beside what."""
+    assert block["command"].startswith(f"python benchmarks/{script}")
+    assert block["threads"] == threads if threads else block["threads"] >= 1
+    assert block["cpus"] == os.cpu_count()
+    assert block["torch"] == torch.__version__ and block["transformers"] == transformers.__version__
+    assert block["device"] == "cpu" and len(block["loadavg_before"]) == len(block["loadavg_after"]) == 3
+    assert isinstance(block["other_processes_ran"], bool) and isinstance(block["other_processes"], list)
+    assert block["seconds"] >= 0 and str(Path.home()) not in json.dumps(block)
+
+
+def test_measured_names_a_busy_process_that_ran_beside_it():
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.2)  # it is running before the block starts
+        with provenance.Measured() as measured:
+            time.sleep(1.0)
+    finally:
+        busy.kill()
+        busy.wait()
+    record = measured.record()
+    mine = [row for row in record["other_processes"] if row["pid"] == busy.pid]
+    assert len(mine) == 1 and mine[0]["name"].startswith("python") and mine[0]["cpu_share"] > 0.05
+    assert record["other_processes_ran"] is True and record["other_cores_used"] > 0.05
+    assert all(row["pid"] != os.getpid() for row in record["other_processes"])
+
+
+def test_the_recorded_command_keeps_no_path_from_outside_the_repository(tmp_path):
+    argv = [str(BENCHMARKS / "bench_mug.py"), "--out", str(tmp_path / "m.json"), f"--log={tmp_path}/x.txt"]
+    line = provenance.command_line(argv)
+    assert line == "python benchmarks/bench_mug.py --out '<outside>/m.json' '--log=<outside>/x.txt'"
+    assert provenance.command_line(["benchmarks/bench_round.py", "--model", "tiny"]) == (
+        "python benchmarks/bench_round.py --model tiny"
+    )
+
+
+SMOKE_RUNS = {
+    "bench_mug.py": "--hidden 64 --layers 2 --grid 2 --codes 64 --repeats 1 --threads 1 --out {tmp}/mug.json",
+    "bench_round.py": "--model tiny --steps 1 --runs 1 --threads 1 --out {tmp}/round.json",
+    "bench_traces.py": "--rounds 2 --out {tmp}/traces.json",
+    "bench_shapes.py": "--per-tag 1 --steps 1 --methods baseline --threads 1 --results {tmp}/shapes",
+    "bench_sweep.py": "--per-tag 1 --steps 1 --chunks 1 --batches 2,1 --threads 1 --out {tmp}/sweep.json",
+    "bench_cli.py": "--per-tag 1 --steps 1 --threads 1 --out {tmp}/cli",
+}
+SMOKE_JSONS = {
+    "bench_mug.py": ["mug.json"],
+    "bench_round.py": ["round.json"],
+    "bench_traces.py": ["traces.json"],
+    "bench_shapes.py": ["shapes/baseline.json"],
+    "bench_sweep.py": ["sweep.json"],
+    "bench_cli.py": ["cli/speed.json"],
+}
+DRIVER = """
+import runpy, sys
+for script, args in {runs!r}:
+    sys.argv = [script, *args]
+    try:
+        runpy.run_path(script, run_name="__main__")
+    except SystemExit as exit:
+        if exit.code:
+            raise
+"""
+
+
+@pytest.mark.slow
+def test_every_speed_script_writes_its_provenance(tmp_path):
+    """One process runs every script at a smoke size (torch is imported once), each into tmp_path.
+    bench_batch and bench_gpu are checked by their own tests below, bench_study by tests/studies."""
+    runs = [(f"benchmarks/{s}", a.format(tmp=tmp_path).split()) for s, a in SMOKE_RUNS.items()]
+    proc = subprocess.run([sys.executable, "-c", DRIVER.format(runs=runs)], capture_output=True, text=True,
+                          timeout=600, cwd=BENCHMARKS.parent)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for script, files in SMOKE_JSONS.items():
+        for name in files:
+            data = json.loads((tmp_path / name).read_text())
+            assert_provenance(data["provenance"], script, None if script == "bench_traces.py" else 1)
+    rounds = json.loads((tmp_path / "round.json").read_text())
+    assert 0 <= rounds["graph_and_trace_overhead_fraction"] < 1  # seconds, not the `batch` count, are summed
+    mug = json.loads((tmp_path / "mug.json").read_text())
+    assert set(mug["seconds"]) == {"ours_draw", "ours_tokens_only", "transformers_generate", "vq_decode"}
+    startup = subprocess.run([sys.executable, "benchmarks/bench_shapes.py", "--startup", "--threads", "1",
+                              "--results", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                             cwd=BENCHMARKS.parent)  # fmt: skip
+    assert startup.returncode == 0, startup.stderr[-3000:]
+    assert_provenance(json.loads((tmp_path / "startup.json").read_text())["provenance"], "bench_shapes.py", 1)
+
+
+def test_every_benchmark_script_is_smoke_run_by_a_test():
+    """A new bench_*.py needs a smoke run above (or a test of its own, named here)."""
+    own_tests = {"bench_batch.py", "bench_gpu.py", "bench_study.py"}
+    assert {p.name for p in BENCHMARKS.glob("bench_*.py")} == set(SMOKE_RUNS) | own_tests
 
 
 def test_bench_gpu_runs_every_setting_at_a_tiny_size_on_cpu(tmp_path):
@@ -41,6 +144,7 @@ def test_bench_gpu_runs_every_setting_at_a_tiny_size_on_cpu(tmp_path):
             assert row["images_per_s"] > 0 and row["seconds_median"] > 0 and len(row["seconds"]) == 1
     assert set(result["speedup_compile_vs_eager"]) == {"B=1", "B=2"} and result["skipped"] == []
     assert result["model"]["hidden"] == 64 and result["image_tokens"] == 4 and result["params_b"] > 0
+    assert_provenance(result["provenance"], "bench_gpu.py")
 
 
 def test_bench_gpu_defaults_are_janus_pro_7b():
@@ -51,7 +155,6 @@ def test_bench_gpu_defaults_are_janus_pro_7b():
         sys.path.remove(str(BENCHMARKS))
     import argparse
 
-    import torch
     from transformers import JanusForConditionalGeneration
 
     from milr.mug.tiny import word_tokenizer
@@ -66,9 +169,10 @@ def test_bench_gpu_defaults_are_janus_pro_7b():
 
 def test_bench_batch_quick_writes_every_batch_size(tmp_path):
     out = tmp_path / "batch.json"
-    run("bench_batch.py", "--quick", "--out", str(out))
+    run("bench_batch.py", "--quick", "--threads", "1", "--out", str(out))
     result = json.loads(out.read_text())
-    assert result["quick"] is True and len(result["loadavg_start"]) == 3 and result["threads"] >= 1
+    assert result["quick"] is True
+    assert_provenance(result["provenance"], "bench_batch.py", 1)
     for model in ("bench_model", "shapes"):
         section = result[model]
         for b in (1, 4, 16):

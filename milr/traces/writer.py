@@ -352,7 +352,7 @@ class TraceWriter:
         (or not what it should be): resuming would otherwise read or write outside the run folder."""
         member(self.run_dir, ROUNDS_FILE, ROUNDS_FILE)
         latents = member(self.run_dir, LATENTS_DIR, "latents folder")
-        folders = [self.run_dir] + ([latents] if latents.exists() else [])
+        folders = [self.run_dir] + ([latents] if latents.is_dir() else [])  # a file there is refused below
         for folder in folders:
             for entry in folder.iterdir():
                 rel = entry.relative_to(self.run_dir).as_posix()
