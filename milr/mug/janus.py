@@ -18,8 +18,10 @@ Prompts follow DeepSeek's chat format, built by hand for parity with the origina
 from __future__ import annotations
 
 import json
+import os
 import warnings
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -340,6 +342,33 @@ def left_pad(
             mask[i, width - len(r) :] = 1
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
     return ids, (None if bool(mask.all()) else mask), positions
+
+
+def _cores() -> int:
+    """CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def sample_rows(
+    probs: torch.Tensor, generators: Sequence[torch.Generator | None], forced: Sequence[int | None]
+) -> torch.Tensor:
+    """One token per row of `probs` [B, V]: `forced[b]` where given, else a draw from row b with
+    `generators[b]`, the very token `torch.multinomial(probs[b], 1, generator=generators[b])` draws.
+
+    For one sample torch's multinomial is the exponential race `argmax(p / q)` with q ~ Exp(1) drawn
+    from the generator (aten's fast path; a test holds the two equal). Drawing each row's q from its
+    own generator and taking the argmax of the whole batch at once gives the same tokens and leaves
+    each generator where multinomial would, at a fraction of the per-row calls. A forced row draws
+    nothing, as before."""
+    noise = torch.ones_like(probs)
+    for b, (generator, pinned) in enumerate(zip(generators, forced, strict=True)):
+        if pinned is None:
+            noise[b].exponential_(1, generator=generator)
+    picks = (probs / noise).argmax(-1)
+    pinned_rows = [b for b, pinned in enumerate(forced) if pinned is not None]
+    if pinned_rows:
+        picks[pinned_rows] = torch.tensor([forced[b] for b in pinned_rows], device=picks.device)
+    return picks
 
 
 def _advance(mask: torch.Tensor | None, positions: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
@@ -790,12 +819,7 @@ class JanusMUG:
                 fused = self.image_logits(torch.stack([cond, uncond], 1), cfg, temperature)  # [B, V]
                 if fused_all is not None:
                     fused_all.append(fused)
-                probs = torch.softmax(fused, -1)
-                for b in range(count):
-                    if i in forced[b]:
-                        tokens[b, i] = forced[b][i]
-                    else:
-                        tokens[b, i] = torch.multinomial(probs[b], 1, generator=generators[b])[0]
+                tokens[:count, i] = sample_rows(torch.softmax(fused, -1), generators, [f.get(i) for f in forced])
                 tokens[count:, i] = tokens[0, i]
                 if i + 1 < n:
                     embeds = self.model.prepare_embeddings_for_image_generation(tokens[:, i : i + 1].repeat(2, 1))
@@ -806,19 +830,37 @@ class JanusMUG:
         """VQ-decode image tokens to a PIL RGB image."""
         return self.decode_images([ids])[0]
 
-    @torch.no_grad()
     def decode_images(self, rows: list[list[int]]) -> list[Image.Image]:
         """VQ-decode token rows, one image at a time: decoded in a batch, float noise of the batched
         convolutions moves a pixel by one level now and then, and an image would depend on its batch
         mates. Pixels are clipped, then truncated to uint8 as DeepSeek's code does (rounding would
-        move about half of all values by one)."""
-        images = []
+        move about half of all values by one).
+
+        On a CPU the images decode side by side on the cores the caller's intra-op threads leave
+        free (the graph's nodes run at one thread: `milr.orchestrator.graph.node_threads`), each at
+        the caller's thread count, so every image gets the same numbers as when decoded alone."""
         for ids in rows:
             self._check_ids("image ids", ids, self.image_vocab)
-            pixels = self.model.decode_image_tokens(torch.tensor([ids], device=self.device))[0].float()  # [H, W, 3]
-            arr = ((pixels + 1) / 2 * 255).clamp(0, 255).to(torch.uint8).cpu().numpy()
-            images.append(Image.fromarray(arr, mode="RGB"))
-        return images
+        threads = torch.get_num_threads()
+        workers = min(len(rows), _cores() // threads) if self.device.type == "cpu" else 1
+        if workers <= 1:
+            return [self._decode_one(ids) for ids in rows]
+
+        def decode_alone(ids: list[int]) -> Image.Image:
+            # torch gives a new thread the count any thread set last, on the thread's first torch
+            # call (which would also undo a set made before it): initialise, then take the caller's.
+            torch.get_num_threads()
+            torch.set_num_threads(threads)
+            return self._decode_one(ids)
+
+        with ThreadPoolExecutor(workers, thread_name_prefix="milr-vq") as pool:
+            return list(pool.map(decode_alone, rows))
+
+    @torch.no_grad()  # grad mode is per thread: a decode thread starts with it on
+    def _decode_one(self, ids: list[int]) -> Image.Image:
+        pixels = self.model.decode_image_tokens(torch.tensor([ids], device=self.device))[0].float()  # [H, W, 3]
+        arr = ((pixels + 1) / 2 * 255).clamp(0, 255).to(torch.uint8).cpu().numpy()
+        return Image.fromarray(arr, mode="RGB")
 
     # ------------------------------------------------------------------ understanding
     @torch.no_grad()

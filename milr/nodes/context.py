@@ -82,13 +82,18 @@ class MILRContext:
     """Run-time objects the nodes need; LangGraph's runtime context, never checkpointed.
 
     `config` holds every setting but the seed, which is per run. `max_batch` runs share a decode.
-    Build one from plain settings with `milr.orchestrator.build_context`."""
+    `cpu_threads`: intra-op threads of the nodes on a CPU, off the main thread. Build one from plain
+    settings with `milr.orchestrator.build_context`."""
 
     mug: JanusMUG
     critic: Critic
     config: MILRConfig
     out: Path
     max_batch: int = 16
+    # Intra-op threads of a node's torch work on a CPU when LangGraph runs the node off the main thread
+    # (it does whenever custom events are streamed); None leaves torch's setting alone. Why one:
+    # `milr.orchestrator.graph.node_threads`.
+    cpu_threads: int | None = 1
     stores: dict[str, LatentStore] = field(default_factory=dict)
     writers: dict[str, TraceWriter] = field(default_factory=dict)
 
@@ -96,6 +101,8 @@ class MILRContext:
         self.out = Path(self.out)
         if self.max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {self.max_batch}")
+        if self.cpu_threads is not None and self.cpu_threads < 1:
+            raise ValueError(f"cpu_threads must be >= 1 or None (leave torch's setting alone), got {self.cpu_threads}")
 
     def store(self, run_id: str) -> LatentStore:
         return self.stores.setdefault(run_id, LatentStore())

@@ -17,14 +17,17 @@ complete trace folders either way. Every node is wrapped so that it always sees 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Literal
 
+import torch
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from milr.nodes.context import MILRState
+from milr.nodes.context import MILRContext, MILRState
 from milr.nodes.critique import critique
 from milr.nodes.generate import generate
 from milr.nodes.latent_update import latent_update
@@ -63,7 +66,9 @@ def with_live_context(node: Callable, *, last: bool = False) -> Callable:
     @functools.wraps(node)
     def run(state: MILRState, runtime: Runtime) -> dict:
         try:
-            update = node(state, runtime.override(context=live_context(runtime)))
+            ctx = live_context(runtime)
+            with node_threads(ctx):
+                update = node(state, runtime.override(context=ctx))
         except GraphBubbleUp:  # an interrupt: the node re-runs on resume, with the same context
             pause_live_context(runtime)
             raise
@@ -75,6 +80,34 @@ def with_live_context(node: Callable, *, last: bool = False) -> Callable:
         return update
 
     return run
+
+
+@contextmanager
+def node_threads(ctx: MILRContext) -> Iterator[None]:
+    """Run a node's torch work on a CPU with `ctx.cpu_threads` intra-op threads when it runs off the
+    main thread, then restore the thread's setting.
+
+    LangGraph runs a node on a worker thread whenever custom events are streamed (the facade, the CLI,
+    `langgraph dev`). Torch's OpenMP then keeps a second thread pool beside the main thread's, and
+    once its pools hold more threads than the machine has cores, libgomp stops spinning between
+    parallel regions: every small op pays a thread wake-up. On this project's 2-core machine a
+    [2, 128] matmul took 6x longer on a worker thread with two threads than on the main thread, and a
+    ShapesEval sweep at batch 1 ran 1.6x faster with one thread per node (benchmarks/bench_threads.py
+    measures it). A node on the main thread (`invoke`, or `stream` without custom events) or on
+    another device is left alone."""
+    if (
+        ctx.cpu_threads is None
+        or ctx.mug.device.type != "cpu"
+        or threading.current_thread() is threading.main_thread()
+    ):
+        yield
+        return
+    before = torch.get_num_threads()  # first: torch's lazy per-thread set-up would undo a set made before it
+    torch.set_num_threads(ctx.cpu_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def recursion_limit(steps: int, runs: int = 1) -> int:
