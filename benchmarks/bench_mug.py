@@ -79,15 +79,19 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def tokens_only(mug: JanusMUG, prompt: str):
-    """Our CFG token loop for one prompt without the VQ decode (what transformers' generate times), as
-    a call to time. Under `no_grad`, as `draw` is: with autograd on, every op of the 576 steps would
-    be recorded and kept alive through the latents, and the loop would time autograd, not decoding."""
-    rows = mug.cfg_prompt_ids(prompt).tolist()
+def tokens_only(mug: JanusMUG, prompt: str | list[str], cfg: float = 5.0):
+    """Our CFG token loop for one prompt (or a batch, each with its own generator) without the VQ
+    decode (what transformers' generate times), as a call to time. Under `no_grad`, as `draw` is: with
+    autograd on, every op of the 576 steps would be recorded and kept alive through the latents, and
+    the loop would time autograd, not decoding."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt)
+    pairs = [mug.cfg_prompt_ids(p).tolist() for p in prompts]
+    rows = [cond for cond, _ in pairs] + [uncond for _, uncond in pairs]
 
     @torch.no_grad()
     def ours():
-        mug._image_tokens(rows, [{}], 5.0, 1.0, [None], False)
+        gens = [torch.Generator(device=mug.device).manual_seed(1000 * i) for i in range(len(prompts))]
+        mug._image_tokens(rows, [{} for _ in prompts], cfg, 1.0, gens, False)
 
     return ours
 

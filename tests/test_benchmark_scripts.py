@@ -78,6 +78,7 @@ SMOKE_RUNS = {
     "bench_shapes.py": "--per-tag 1 --steps 1 --methods baseline --threads 1 --results {tmp}/shapes",
     "bench_sweep.py": "--per-tag 1 --steps 1 --chunks 1 --batches 2,1 --threads 1 --out {tmp}/sweep.json",
     "bench_cli.py": "--per-tag 1 --steps 1 --threads 1 --out {tmp}/cli",
+    "bench_threads.py": "--per-tag 1 --steps 1 --chunks 1 --batches 1,2 --threads 1 --out {tmp}/threads.json",
 }
 SMOKE_JSONS = {
     "bench_mug.py": ["mug.json"],
@@ -86,6 +87,7 @@ SMOKE_JSONS = {
     "bench_shapes.py": ["shapes/baseline.json"],
     "bench_sweep.py": ["sweep.json"],
     "bench_cli.py": ["cli/speed.json"],
+    "bench_threads.py": ["threads.json"],
 }
 DRIVER = """
 import runpy, sys

@@ -167,6 +167,15 @@ def _redact_shapes(text: str, found: list) -> str:
     return text
 
 
+def _head_window(text: str, start: int, end: int) -> str:
+    """The end of `text[start:end]` where a keyword head before a long run would stand: 40 characters
+    (the longest head's keyword and punctuation) plus the whitespace, quotes, `:` and `=` run it ends
+    with, of any length, so `Bearer` with many spaces before a long token is still seen."""
+    gap = text[start:end]
+    padding = len(gap) - len(gap.rstrip(" \t\r\n\f\v\"':="))
+    return gap[-(40 + padding) :]
+
+
 def _redact_around_long_runs(text: str, found: list) -> str:
     """`_redact_shapes` on everything but long base64 runs (data); a run right after `Bearer ` or
     `token=` is a credential all the same."""
@@ -174,7 +183,7 @@ def _redact_around_long_runs(text: str, found: list) -> str:
     for m in _LONG_RUN.finditer(text):
         before = _redact_shapes(text[last : m.start()], found)
         pieces.append(before)
-        if _HEAD_AT_END.search(text[max(last, m.start() - 40) : m.start()]) and looks_random(m.group()):
+        if _HEAD_AT_END.search(_head_window(text, last, m.start())) and looks_random(m.group()):
             found.append(("key-shaped value", m.group()))
             pieces.append(REDACTED)
         else:

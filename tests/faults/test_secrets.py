@@ -61,6 +61,7 @@ def env_key(monkeypatch):
         fake("AIza", 35),
         fake("xoxb-", 30),
     ],
+    ids=["sk", "sk-proj", "sk-ant", "hf", "ghp", "github_pat", "AKIA", "AIza", "xoxb"],  # the same in every process
 )
 def test_key_shaped_strings_are_redacted_wherever_they_stand(secret):
     texts = (

@@ -1,6 +1,7 @@
 """Mutation survivors of milr/traces/files.py, killed (benchmarks/mutate.py; results in
 benchmarks/results/mutation.json): no descriptor leaks, a crash's leftover temp file does not block
-the next write, a link swapped in after the check is still refused, a missing file is named."""
+the next write, a link swapped in after the check is still refused, a missing file is named, a FIFO
+or folder posing as a trace file is refused."""
 
 from __future__ import annotations
 
@@ -76,3 +77,13 @@ def test_a_socket_posing_as_a_trace_file_raises_the_open_error(tmp_path):
         with pytest.raises(OSError) as err:
             read_member(run, "round_00.png", "round image")
     assert err.value.errno == errno.ENXIO  # open() of a socket: the error itself, not a later one
+
+
+def test_a_fifo_or_a_folder_posing_as_a_trace_file_is_refused(tmp_path):
+    run = tmp_path / "r"
+    run.mkdir()
+    os.mkfifo(run / "round_00.png")  # opens at once (non-blocking) and reads as empty
+    (run / "round_01.png").mkdir()  # opens read-only; reading it fails
+    for name in ("round_00.png", "round_01.png"):
+        with pytest.raises(UnsafePathError, match=f"round image '{name}' is not a regular file; refused"):
+            read_member(run, name, "round image")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from milr.mug.latents import LatentPrefix
+from milr.mug.latents import LatentPrefix, image_positions
 
 
 def test_a_restored_prefix_carries_adams_moments_and_step_count(mug):
@@ -28,3 +28,11 @@ def test_a_prefix_that_never_stepped_restores_without_moments(mug):
     restored = LatentPrefix.from_state_tensors("text", fresh.state_tensors(), lr=0.03, device="cpu")
     assert not restored.adam.state and restored.positions == [0, 1]
     torch.testing.assert_close(restored.z.detach(), fresh.z.detach())
+
+
+def test_a_tiny_image_fraction_still_optimises_exactly_one_position():
+    """Lv = max(1, int(λv·N)): a fraction too small for one token still gives one, not more."""
+    assert image_positions(16, 0.05, "prefix", None) == [0]
+    (only,) = image_positions(16, 0.05, "random", torch.Generator().manual_seed(0))
+    assert 0 <= only < 16
+    assert image_positions(16, 0.125, "prefix", None) == [0, 1]

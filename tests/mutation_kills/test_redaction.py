@@ -1,11 +1,14 @@
 """Mutation survivors of milr/traces/redaction.py, killed (benchmarks/mutate.py; results in
 benchmarks/results/mutation.json): overlapping secrets are redacted whole, longest first; a long
-credential after its head is redacted; each key-shaped value found is reported; `redact_object`
-keeps container types and its depth limit."""
+credential after its head is redacted and reported; each key-shaped value found is reported; a plain
+word after a keyword is kept; an exported secret found in another letter case is reported by its
+variable; `redact_object` keeps container types and its depth limit."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import os
 import secrets
 from collections import OrderedDict, defaultdict
 from typing import NamedTuple
@@ -88,3 +91,53 @@ def test_redact_object_goes_64_levels_deep_and_stops_at_a_cycle():
     cycle: list = [SHORT]
     cycle.append(cycle)
     assert redact_object(cycle, [SHORT], warn=False)[0] == REDACTED  # no RecursionError
+
+
+def nested(value, levels: int):
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def unwrap(value, levels: int):
+    for _ in range(levels):
+        (value,) = value
+    return value
+
+
+def test_redact_object_redacts_64_levels_deep_and_leaves_deeper_nesting_as_it_is():
+    assert unwrap(redact_object(nested(SHORT, 64), [SHORT], warn=False), 64) == REDACTED
+    deeper = nested(SHORT, 65)
+    assert unwrap(redact_object(deeper, [SHORT], warn=False), 65) == SHORT  # left to the serialiser
+
+
+def test_a_plain_word_after_a_keyword_is_kept():
+    for text in ("token: notarandomvalue", "the password=correcthorsebattery is a comic"):
+        assert redact(text, [], warn=False) == text
+
+
+def test_a_long_credential_after_bearer_is_reported_once():
+    token = base64.b64encode(os.urandom(900)).decode()  # 1200 characters, fresh: warnings are once per secret
+    with structlog.testing.capture_logs() as logs:
+        assert redact(f"Authorization: Bearer {token}", []) == f"Authorization: Bearer {REDACTED}"
+    reported = [(e["event"], e["kind"], e["length"]) for e in logs]
+    assert reported == [("secret_redacted", "key-shaped value", len(token))]
+
+
+def test_a_long_credential_is_redacted_however_much_whitespace_follows_its_keyword():
+    """A long base64 token (data-sized: skipped as a run) after `Bearer` or `token=` padded with spaces:
+    the keyword is looked for behind the padding, whatever its length."""
+    token = base64.b64encode(os.urandom(900)).decode()
+    for head in ("Bearer" + " " * 35, "Bearer" + " " * 300, "token=" + " " * 34, "token =" + "\t" * 50 + "'"):
+        text = f"header {head}{token} tail"
+        assert redact(text, [], warn=False) == f"header {head}{REDACTED} tail", repr(head[:12])
+    for data in (f"data:image/png;base64,{token}", f"header xtoken={' ' * 34}{token}"):  # no keyword: data stays
+        assert redact(data, [], warn=False) == data
+
+
+def test_an_exported_secret_in_another_letter_case_is_reported_by_its_variable(monkeypatch):
+    value = "MixedCase" + secrets.token_hex(6)  # fresh: warnings are once per secret and process
+    monkeypatch.setenv("MUTATION_TEST_TOKEN", value)
+    with structlog.testing.capture_logs() as logs:
+        assert redact(f"folder {value.lower()}") == f"folder {REDACTED}"  # folder names are lower case
+    assert [(e["kind"], e["length"]) for e in logs] == [("env MUTATION_TEST_TOKEN", len(value))]
