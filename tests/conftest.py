@@ -16,8 +16,22 @@ import pytest
 # Before anything imports huggingface_hub (milr, transformers, the test modules): see the docstring.
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 os.environ.update(OFFLINE)
+# A pytest-xdist worker starts with COLUMNS=80 in its environment, which a rich console reads once, when
+# milr.cli is imported; tests that widen the terminal (monkeypatched COLUMNS) need it read each time.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ.pop("COLUMNS", None)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (`make test` runs two workers) each worker decodes at one torch thread: two
+    workers at two threads each would oversubscribe a 2-core machine, and torch's OpenMP pools then
+    wait on descheduled threads."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import torch
+
+        torch.set_num_threads(1)
 
 
 def shared_path(*parts: str) -> Path:

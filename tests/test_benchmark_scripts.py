@@ -78,7 +78,7 @@ SMOKE_RUNS = {
     "bench_shapes.py": "--per-tag 1 --steps 1 --methods baseline --threads 1 --results {tmp}/shapes",
     "bench_sweep.py": "--per-tag 1 --steps 1 --chunks 1 --batches 2,1 --threads 1 --out {tmp}/sweep.json",
     "bench_cli.py": "--per-tag 1 --steps 1 --threads 1 --out {tmp}/cli",
-    "bench_threads.py": "--per-tag 1 --steps 1 --chunks 1 --batches 1,2 --threads 1 --out {tmp}/threads.json",
+    "bench_threads.py": "--per-tag 1 --steps 1 --chunks 1 --batches 1 --threads 1 --out {tmp}/threads.json",
 }
 SMOKE_JSONS = {
     "bench_mug.py": ["mug.json"],
@@ -169,6 +169,7 @@ def test_bench_gpu_defaults_are_janus_pro_7b():
     assert model.config.vision_config.num_image_tokens == 576 and model.config.vq_config.num_embeddings == 16384
 
 
+@pytest.mark.slow  # two models at every batch size, in a child process: about 10 s
 def test_bench_batch_quick_writes_every_batch_size(tmp_path):
     out = tmp_path / "batch.json"
     run("bench_batch.py", "--quick", "--threads", "1", "--out", str(out))

@@ -31,6 +31,7 @@ def test_worker_count_uses_every_gpu_else_every_cpu():
         worker_count({"CPU": 2}, 0)
 
 
+@pytest.mark.slow  # starts a local Ray cluster and two workers that load the model: about 15 s
 def test_ray_on_two_local_workers_equals_a_single_process_run(tmp_path):
     ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'milr[ray]'")
     items = select_items(load_shapes(4), tags=["counting", "position", "color_attr"], limit=4)
