@@ -16,7 +16,6 @@ the other processes that used the CPU meanwhile. Saves benchmarks/results/bench_
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -25,7 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_mug import build, interleaved, tokens_only, transformers_image  # noqa: E402
-from provenance import Measured  # noqa: E402
+from provenance import Measured, save_result  # noqa: E402
 
 from milr.bench.datasets import load_shapes  # noqa: E402
 from milr.config import MILRConfig  # noqa: E402
@@ -201,9 +200,7 @@ def main(argv: list[str] | None = None) -> dict:
         result = measure_models(args, batches, size)
     result["wall_seconds"] = round(measured.seconds, 1)
     result["provenance"] = measured.provenance("cpu", None if argv is None else [__file__, *argv])
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(result, args.out)
     return result
 
 

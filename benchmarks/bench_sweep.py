@@ -15,7 +15,6 @@ its provenance.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -32,7 +31,7 @@ from milr.shapes.oracle import ShapesOracle
 from milr.traces import TraceWriter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from provenance import Measured  # noqa: E402
+from provenance import Measured, save_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 TIMED = ("start", "write_round", "save_latents", "finish")
@@ -73,6 +72,13 @@ class TraceClock:
                 self.intervals.append((started, time.perf_counter()))  # list.append is atomic
 
         return wrapper
+
+
+def shapes_setup(steps: int):
+    """The shipped ShapesWorld model and a K = `steps` config with its recommended settings."""
+    config = MILRConfig(steps=steps)
+    mug = build_model("shapes", config)
+    return mug, config.with_recommended(mug.recommended)
 
 
 def sweeps(mug, config: MILRConfig, per_tag: int, batches: list[int], chunks: int) -> dict:
@@ -121,9 +127,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_sweep.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    config = MILRConfig(steps=args.steps)
-    mug = build_model("shapes", config)
-    config = config.with_recommended(mug.recommended)
+    mug, config = shapes_setup(args.steps)
     batches = [int(b) for b in args.batches.split(",")]
     with Measured() as measured:
         figures = sweeps(mug, config, args.per_tag, batches, args.chunks)
@@ -137,9 +141,7 @@ def main() -> None:
         fast, slow = figures["batch=16"], figures["batch=1"]
         result["wall_time_ratio_1_over_16"] = round(slow["seconds"] / fast["seconds"], 2)
         result["overall_difference_16_minus_1"] = round(fast["overall"] - slow["overall"], 4)
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(result, args.out)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ benchmarks/results/bench_threads.json, with its provenance.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import time
@@ -31,11 +30,11 @@ from milr.bench.runner import BenchSpec, run_bench
 from milr.bench.summary import load_records, summarize
 from milr.config import MILRConfig
 from milr.orchestrator.facade import MILR
-from milr.orchestrator.registry import build_model
 from milr.shapes.oracle import ShapesOracle
 
 sys.path.insert(0, str(Path(__file__).parent))
-from provenance import Measured  # noqa: E402
+from bench_sweep import shapes_setup  # noqa: E402
+from provenance import Measured, save_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 SETTINGS = {"one_thread": 1, "torch_default": None}
@@ -103,9 +102,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=RESULTS / "bench_threads.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    config = MILRConfig(steps=args.steps)
-    mug = build_model("shapes", config)
-    config = config.with_recommended(mug.recommended)
+    mug, config = shapes_setup(args.steps)
     with Measured() as measured:
         figures = measure(mug, config, args.per_tag, [int(b) for b in args.batches.split(",")], args.chunks)
     result = {
@@ -116,9 +113,7 @@ def main() -> None:
         **figures,
         "provenance": measured.provenance("cpu"),
     }
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(result, args.out)
 
 
 if __name__ == "__main__":

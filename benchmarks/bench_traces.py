@@ -10,7 +10,6 @@ provenance.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from milr.traces import CriticScore, RoundRecord, RunInfo, RunSummary, TraceWrit
 from milr.traces.writer import png_bytes
 
 sys.path.insert(0, str(Path(__file__).parent))
-from provenance import Measured  # noqa: E402
+from provenance import Measured, save_result  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -90,9 +89,7 @@ def main() -> None:
         "note": "write_round includes fsync of the round log and the atomic latents file",
         "provenance": measured.provenance("cpu"),
     }
-    print(json.dumps(result, indent=2))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    save_result(result, args.out)
 
 
 if __name__ == "__main__":

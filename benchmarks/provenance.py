@@ -16,6 +16,7 @@ both ends that used over 5% of a core. Elsewhere than Linux the first is null an
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import shlex
@@ -158,3 +159,11 @@ class Measured:
         """The whole provenance block of a speed JSON: command, environment and what ran beside.
         `argv` (script path first) when `main(argv)` was called with arguments; else sys.argv."""
         return {"command": command_line(argv), **environment(device), **self.record()}
+
+
+def save_result(result: dict, out: Path) -> None:
+    """Print a benchmark's figures and save them as JSON at `out` (its folder made as needed)."""
+    text = json.dumps(result, indent=2)
+    print(text)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
