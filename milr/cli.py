@@ -45,7 +45,7 @@ from rich.table import Table
 from rich.text import Text
 
 from milr import __version__
-from milr.config import ConfigError, MILRConfig
+from milr.config import PLACEMENT_FIELDS, ConfigError, MILRConfig
 from milr.log import LEVELS, DeferredFileHandler, add_handler, configure_logging, event_formatter, remove_handlers
 from milr.orchestrator.registry import CRITICS, JUDGES, build_critics, build_model, parse_critic_list
 
@@ -56,10 +56,6 @@ stdout = Console()  # tables of results (trace listings, one run's rounds); plai
 DEFAULT_BATCH = 16  # runs per decode: batching pays on a CPU too (8x images/s at 16 on ShapesWorld)
 REASONING_CHARS = 300  # reasoning shown per table cell, then "…" (the whole of it: `milr traces show`)
 RUN_LOG = "milr.log"  # <out>/milr.log
-# The MILRConfig fields that say where a process runs the model, not what a run computes: `milr
-# resume` takes them from its flags (a run started on a GPU resumes on a CPU). The same set as
-# `milr.orchestrator.facade.PLACEMENT_FIELDS`, not imported from there: that loads torch.
-PLACEMENT = ("device", "dtype", "compile")
 # Failures the user can fix: one line with the cause (and the fix, which the messages carry), exit 2.
 # What a user can fix: bad values and files (a critic that cannot work is a ValueError too), missing
 # weights or extras.
@@ -529,7 +525,7 @@ def cmd_resume(args) -> int:
 
     first = Trace.load(args.run_dir[0])
     # run.json's settings, placed on this machine: the placement flags, not the device the run started on
-    config = run_config(first, MILRConfig().override(**{name: getattr(args, name) for name in PLACEMENT}))
+    config = run_config(first, MILRConfig().override(**{name: getattr(args, name) for name in PLACEMENT_FIELDS}))
     critics_text = args.critic or ",".join(f"{c['name']}:{c['weight']}" for c in first.run.critics)
     judge = _judge_options(args, critics_text)
     with _library_bars(args):
@@ -829,7 +825,7 @@ def _add_placement_flags(p: argparse.ArgumentParser) -> None:
         "placement (MILRConfig)",
         "Where this process runs the model, not where the run started; every other setting comes from run.json.",
     )
-    for name in PLACEMENT:
+    for name in PLACEMENT_FIELDS:  # `milr resume` runs where this process runs
         option, kwargs = config_flag(name, MILRConfig.model_fields[name])
         g.add_argument(option, **kwargs)
 

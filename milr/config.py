@@ -29,6 +29,12 @@ MIN_TEMPERATURE = 1e-4  # see `temperature`
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 
 
+# The MILRConfig fields that say where a process runs the model, not what a run computes: a run resumes
+# under the resuming process's placement (another machine, `milr resume --device cpu`), and a sweep
+# folder's settings are compared without them.
+PLACEMENT_FIELDS = ("device", "dtype", "compile")
+
+
 class ConfigError(ValueError):
     """A config value is out of range or contradicts another; the message names the field."""
 

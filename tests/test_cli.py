@@ -374,8 +374,8 @@ def test_run_with_a_human_critic_asks_at_the_terminal(tmp_path, capsys, monkeypa
 
 def test_resume_takes_the_placement_fields_as_flags():
     """`milr resume` runs where this process runs (--device, --dtype, --compile), the rest from run.json."""
-    from milr.orchestrator.facade import PLACEMENT_FIELDS
+    from milr.config import PLACEMENT_FIELDS
 
-    assert set(cli.PLACEMENT) == PLACEMENT_FIELDS
+    assert set(PLACEMENT_FIELDS) <= set(MILRConfig.model_fields)  # each is a config field, flag and all
     args = build_parser().parse_args(["resume", "d", "--device", "cpu", "--dtype", "float32", "--no-compile"])
     assert (args.device, args.dtype, args.compile) == ("cpu", "float32", False)

@@ -25,15 +25,13 @@ from pathlib import Path
 
 import structlog
 
+from milr.config import PLACEMENT_FIELDS
 from milr.traces.files import atomic_write_text
 
 log = structlog.get_logger(__name__)
 
 BENCH_JSON = "bench.json"
 COMPARED = ("method", "n", "config", "reward_critic", "eval_critic", "curve", "benchmark")
-# Where a sweep runs, not what it computes: the fields a resumed run takes from the machine it resumes
-# on (`milr.orchestrator.facade.PLACEMENT_FIELDS`, not imported: reading a folder needs no torch).
-PLACEMENT_FIELDS = frozenset({"device", "dtype", "compile"})
 MAX_SIBLINGS = 1000
 
 
@@ -63,7 +61,7 @@ def differences(on_disk: dict, new: dict) -> list[str]:
             continue  # an older bench.json did not record it: nothing to compare against
         old, now = on_disk[key], new[key]
         if key == "config" and isinstance(old, dict) and isinstance(now, dict):
-            for field in sorted((set(old) | set(now)) - PLACEMENT_FIELDS):
+            for field in sorted((set(old) | set(now)) - set(PLACEMENT_FIELDS)):
                 if old.get(field) != now.get(field):
                     found.append(f"config.{field}: {_show(old.get(field))} on disk, {_show(now.get(field))} now")
         elif old != now:

@@ -31,7 +31,7 @@ import torch
 from langgraph.types import Command
 from PIL import Image
 
-from milr.config import MILRConfig, check_device
+from milr.config import PLACEMENT_FIELDS, MILRConfig, check_device
 from milr.critics import Mixer, PromptSpec
 from milr.critics.base import Critic, check_critic
 from milr.critics.human import HumanAnswer, asks_person
@@ -46,7 +46,7 @@ from milr.mug.janus import (
 )
 from milr.nodes.context import MILRContext, QueuedRun
 from milr.orchestrator.graph import build_graph, recursion_limit
-from milr.orchestrator.scheduler import PLACEMENT_FIELDS, best_round, check_prompt, critic_list, queued
+from milr.orchestrator.scheduler import best_round, check_prompt, critic_list, queued
 from milr.orchestrator.serde import memory_saver, sqlite_saver
 from milr.traces import LoadedRound, Trace
 

@@ -22,7 +22,7 @@ import torch
 import transformers
 from langgraph.runtime import Runtime
 
-from milr.config import MILRConfig
+from milr.config import PLACEMENT_FIELDS, MILRConfig
 from milr.critics import Mixer, PromptSpec
 from milr.critics.base import Critic
 from milr.mug.janus import JanusMUG
@@ -183,11 +183,6 @@ def _continue(ctx: MILRContext, entry: QueuedRun, emit) -> RunState | None:
         finish_run(ctx, run, emit)
         return None
     return run
-
-
-# MILRConfig fields that say where a process runs the model, not what the run computes: a run resumes
-# under the resuming process's placement (another machine, `--device cpu`), so they may differ.
-PLACEMENT_FIELDS = frozenset({"device", "dtype", "compile"})
 
 
 def _check_same_run(ctx: MILRContext, entry: QueuedRun, trace: Trace) -> None:

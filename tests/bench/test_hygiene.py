@@ -18,7 +18,7 @@ from milr.bench.datasets import (
     stratified,
     tag_quotas,
 )
-from milr.bench.folder import PLACEMENT_FIELDS, SweepMismatchError, differences
+from milr.bench.folder import SweepMismatchError, differences
 from milr.bench.runner import BenchSpec, bench_json, describe_selection, run_bench, select_items, start_sweep
 from milr.config import MILRConfig
 from milr.traces import Trace
@@ -75,7 +75,6 @@ def test_other_critics_curve_or_selection_are_refused_and_placement_is_not(tmp_p
     assert len(todo) == 2 * len(items)
     start_sweep(items, tmp_path, moved, samples=1)  # the records of sample 1 stay valid: bench.json says so
     assert json.loads((tmp_path / "bench.json").read_text())["samples"] == 2
-    assert PLACEMENT_FIELDS == __import__("milr.orchestrator.facade", fromlist=["x"]).PLACEMENT_FIELDS
 
 
 def test_an_older_bench_json_is_compared_on_what_it_records(tmp_path):
