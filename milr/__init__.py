@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # the lazy names as type checkers see them (else `from milr i
     from milr.config import MILRConfig as MILRConfig
     from milr.orchestrator import MILR as MILR
     from milr.orchestrator import MILRResult as MILRResult
+    from milr.orchestrator import MILRSettings as MILRSettings
     from milr.orchestrator import build_context as build_context
     from milr.orchestrator import build_graph as build_graph
     from milr.traces import Trace as Trace
@@ -35,6 +36,7 @@ install_library_defaults()  # the `milr` logger's NullHandler, structlog routed 
 _PUBLIC = {
     "MILR": "milr.orchestrator",
     "MILRResult": "milr.orchestrator",
+    "MILRSettings": "milr.orchestrator",
     "build_graph": "milr.orchestrator",
     "build_context": "milr.orchestrator",
     "MILRConfig": "milr.config",

@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # the lazy names as type checkers see them (else they are Any
     from milr.orchestrator.graph import recursion_limit as recursion_limit
     from milr.orchestrator.graph import route as route
     from milr.orchestrator.scheduler import best_round as best_round
+    from milr.orchestrator.settings import MILRSettings as MILRSettings
     from milr.orchestrator.settings import build_context as build_context
 
 _PUBLIC = {
@@ -22,6 +23,7 @@ _PUBLIC = {
     "MILRResult": "milr.orchestrator.facade",
     "best_round": "milr.orchestrator.scheduler",
     "build_context": "milr.orchestrator.settings",
+    "MILRSettings": "milr.orchestrator.settings",
     "resolve_model": "milr.orchestrator.facade",
     "build_graph": "milr.orchestrator.graph",
     "recursion_limit": "milr.orchestrator.graph",

@@ -138,3 +138,11 @@ def test_bad_settings_name_the_field():
     with pytest.raises(TypeError, match="MILRSettings, a dict of its fields or a MILRContext"):
         as_settings("shapes")
     assert as_settings(None) == MILRSettings() and as_settings({"model": "tiny"}).model == "tiny"
+
+
+def test_the_settings_schema_is_public():
+    import milr
+    import milr.orchestrator
+
+    assert milr.MILRSettings is milr.orchestrator.MILRSettings is MILRSettings
+    assert "MILRSettings" in milr.__all__ and "MILRSettings" in milr.orchestrator.__all__
