@@ -528,8 +528,10 @@ def cmd_resume(args) -> int:
     config = run_config(first, MILRConfig().override(**{name: getattr(args, name) for name in PLACEMENT_FIELDS}))
     critics_text = args.critic or ",".join(f"{c['name']}:{c['weight']}" for c in first.run.critics)
     judge = _judge_options(args, critics_text)
+    # The recorded model at its recorded hub revision: the run goes on with the weights it started with.
+    revision = {"revision": first.run.model_revision} if first.run.model_revision and not args.model else {}
     with _library_bars(args):
-        mug = build_model(args.model or first.run.model, config)
+        mug = build_model(args.model or first.run.model, config, **revision)
     critics, weights = build_critics(critics_text, mug, context={"judge": judge})
     milr = MILR(mug, critics, config, weights=weights if len(critics) > 1 else None,
                 out=Path(args.run_dir[0]).parent, max_batch=args.batch, ask=_terminal_asker())  # fmt: skip

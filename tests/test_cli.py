@@ -379,3 +379,30 @@ def test_resume_takes_the_placement_fields_as_flags():
     assert set(PLACEMENT_FIELDS) <= set(MILRConfig.model_fields)  # each is a config field, flag and all
     args = build_parser().parse_args(["resume", "d", "--device", "cpu", "--dtype", "float32", "--no-compile"])
     assert (args.device, args.dtype, args.compile) == ("cpu", "float32", False)
+
+
+def test_resume_loads_the_recorded_model_revision_and_a_run_at_another_revision_is_refused(
+    tmp_path, monkeypatch, capsys
+):
+    out = tmp_path / "runs"
+    assert main(["run", "a photo of a dog", *"--model tiny --critic self --steps 2 --threshold 1.0".split(),
+                 "--out", str(out), "--name", "r1"]) == 0  # fmt: skip
+    run_dir = out / "r1"
+    info = json.loads((run_dir / "run.json").read_text())
+    (run_dir / "run.json").write_text(json.dumps({**info, "model_revision": "v1.1"}))
+    lines = (run_dir / "rounds.jsonl").read_text().splitlines()
+    (run_dir / "rounds.jsonl").write_text(lines[0] + "\n")
+    (run_dir / "summary.json").unlink()
+    loaded = []
+    real = cli.build_model
+
+    def spy(model, config, **load_kwargs):
+        loaded.append(load_kwargs)
+        return real(model, config)  # the random tiny model has no revisions: built at None
+
+    monkeypatch.setattr(cli, "build_model", spy)
+    capsys.readouterr()
+    assert main(["resume", str(run_dir)]) == 2
+    assert "r1 was run with tiny at revision 'v1.1'" in capsys.readouterr().err  # and says how to resume
+    assert loaded == [{"revision": "v1.1"}]
+    assert len((run_dir / "rounds.jsonl").read_text().splitlines()) == 1  # nothing was added to the run

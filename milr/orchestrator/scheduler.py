@@ -190,6 +190,12 @@ def _check_same_run(ctx: MILRContext, entry: QueuedRun, trace: Trace) -> None:
     name = trace.path.name
     if trace.run.prompt != entry["prompt"]:
         raise ValueError(f"{name} holds the prompt {trace.run.prompt!r}, not {entry['prompt']!r}; pick another name")
+    if trace.run.model_revision and trace.run.model_revision != ctx.mug.revision:
+        raise ValueError(
+            f"{name} was run with {trace.run.model} at revision {trace.run.model_revision!r}, and this model is "
+            f"at {ctx.mug.revision or 'its default revision'}; load it with "
+            f"revision={trace.run.model_revision!r} to resume"
+        )
     ignored = {"seed", *PLACEMENT_FIELDS}
     on_disk = {k: v for k, v in trace.run.config.items() if k not in ignored}
     here = {k: v for k, v in ctx.config.to_json_dict().items() if k not in ignored}
