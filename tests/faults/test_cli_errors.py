@@ -5,9 +5,9 @@ how to resume (exit 130). Driven in-process through `milr.cli.main` with real ar
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -187,18 +187,14 @@ def test_a_run_no_critic_ever_scored_exits_non_zero_with_the_reason(tmp_path, ca
 
 
 def interrupt_at_call(monkeypatch, n: int) -> None:
-    """The self critic's n-th call sends the main thread a real SIGINT, as Ctrl-C at a terminal does.
-    To the main thread, not the process: the critic runs on a worker thread, and a process-directed
-    signal may land on any thread, leaving the main thread to notice it only when it next wakes. Sent
-    to the process, it went unseen in one run under pytest-xdist (the run finished with exit 0); the
-    cause was not pinned down further."""
+    """The self critic's n-th call sends the process a real SIGINT, as Ctrl-C does."""
     calls = []
     score = SelfReward.__call__
 
     def interrupting(self, image, prompt, spec=None):
         calls.append(prompt)
         if len(calls) == n:
-            signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
+            os.kill(os.getpid(), signal.SIGINT)
         return score(self, image, prompt, spec)
 
     monkeypatch.setattr(SelfReward, "__call__", interrupting)

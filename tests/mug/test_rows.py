@@ -56,7 +56,8 @@ def test_batch_vq_decode_runs_side_by_side_and_equals_each_image_alone(mug, monk
     monkeypatch.setattr(janus.JanusMUG, "_decode_one", spy)
     batched = mug.decode_images(rows)
     assert all((np.asarray(b) == a).all() for a, b in zip(alone, batched, strict=True))
-    assert len({name for name, _, _ in seen}) == 4 and all(name.startswith("milr-vq") for name, _, _ in seen)
+    names = {name for name, _, _ in seen}  # the pool reuses an idle thread: up to 4 of them
+    assert 2 <= len(names) <= 4 and all(name.startswith("milr-vq") for name in names)
     assert {threads for _, threads, _ in seen} == {1}  # each at the caller's intra-op thread count
     monkeypatch.setattr(janus, "_cores", lambda: 1)  # no free core: in the caller's thread, as before
     seen.clear()
