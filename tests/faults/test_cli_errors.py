@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -254,3 +255,32 @@ def test_a_judge_without_its_key_fails_before_any_decode_or_trace(tmp_path, caps
     err = capsys.readouterr().err
     assert "OPENAI_API_KEY" in err and "Traceback" not in err
     assert not out.exists() or not any(out.iterdir())  # failed at once, not after round 0
+
+
+def test_a_ctrl_c_that_the_graph_swallows_still_ends_the_run(tmp_path, capsys, monkeypatch):
+    """LangGraph may run a done callback in the main thread, and that callback swallows every exception
+    (`BackgroundExecutor.done`): a Ctrl-C raised in there is lost. The CLI notes the signal itself and
+    stops at the next event all the same."""
+    from milr.orchestrator.facade import MILR
+
+    real = MILR.stream_batch
+
+    def swallowing(self, *args, **kwargs):
+        rounds = 0
+        for event in real(self, *args, **kwargs):
+            if event["event"] == "round_end":
+                rounds += 1
+                if rounds == 2:
+                    try:  # as LangGraph's callback does, around a real SIGINT to this process
+                        os.kill(os.getpid(), signal.SIGINT)
+                        time.sleep(0.2)
+                    except BaseException:
+                        pass
+            yield event
+
+    monkeypatch.setattr(MILR, "stream_batch", swallowing)
+    out = tmp_path / "runs"
+    argv = ["run", "a photo of a dog", *TINY, "--steps", "4", "--threshold", "1.0", "--out", str(out), "--name", "r1"]
+    assert main(argv) == 130
+    assert said(capsys.readouterr().err)[-1].startswith("interrupted: finished rounds are on disk; resume with:")
+    assert not (out / "r1" / "summary.json").exists()
