@@ -22,8 +22,8 @@ demo: venv
 # One process by default. TEST_WORKERS=3 runs three pytest-xdist workers, tests handed out as workers
 # free up: on this project's 2-core machine the suite took 271 s in one process, 213 s with two
 # workers, 198-213 s with three, 234 s with four (each worker decodes at one torch thread,
-# tests/conftest.py). Not the default yet: in some worker orders the two Ctrl-C tests of
-# tests/faults/test_cli_errors.py see no interrupt (the run finishes, exit 0); the cause is not found.
+# tests/conftest.py). Not the default yet: the parallel runs were measured before a lost-Ctrl-C fix
+# (milr/cli.py, _noted_interrupts) and have not been re-checked since.
 TEST_WORKERS ?= 0
 
 test: venv
