@@ -29,7 +29,9 @@ import contextlib
 import json
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 import traceback
 import types
@@ -358,9 +360,6 @@ def _noted_interrupts():
     every exception (`BackgroundExecutor.done`: `except BaseException: pass`). The event lets the
     caller raise it again at the next event. Off the main thread (no signal handlers there) the event
     never sets."""
-    import signal
-    import threading
-
     interrupted = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield interrupted

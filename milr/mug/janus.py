@@ -344,6 +344,15 @@ def left_pad(
     return ids, (None if bool(mask.all()) else mask), positions
 
 
+def set_thread_count(count: int) -> int:
+    """Set this thread's intra-op thread count; returns the one it had. Reads it first: torch gives a
+    thread the count any thread set last, on the thread's first torch call, which would also undo a
+    set made before that call."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(count)
+    return before
+
+
 def _cores() -> int:
     """CPU cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
@@ -847,10 +856,7 @@ class JanusMUG:
             return [self._decode_one(ids) for ids in rows]
 
         def decode_alone(ids: list[int]) -> Image.Image:
-            # torch gives a new thread the count any thread set last, on the thread's first torch
-            # call (which would also undo a set made before it): initialise, then take the caller's.
-            torch.get_num_threads()
-            torch.set_num_threads(threads)
+            set_thread_count(threads)  # a new thread starts at another count; the floats follow it
             return self._decode_one(ids)
 
         with ThreadPoolExecutor(workers, thread_name_prefix="milr-vq") as pool:

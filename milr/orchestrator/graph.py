@@ -22,11 +22,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Literal
 
-import torch
 from langgraph.errors import GraphBubbleUp
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
+from milr.mug.janus import set_thread_count
 from milr.nodes.context import MILRContext, MILRState
 from milr.nodes.critique import critique
 from milr.nodes.generate import generate
@@ -102,12 +102,11 @@ def node_threads(ctx: MILRContext) -> Iterator[None]:
     ):
         yield
         return
-    before = torch.get_num_threads()  # first: torch's lazy per-thread set-up would undo a set made before it
-    torch.set_num_threads(ctx.cpu_threads)
+    before = set_thread_count(ctx.cpu_threads)
     try:
         yield
     finally:
-        torch.set_num_threads(before)
+        set_thread_count(before)
 
 
 def recursion_limit(steps: int, runs: int = 1) -> int:

@@ -118,10 +118,8 @@ def test_each_run_of_a_batch_is_asked_in_turn(mug, tmp_path, draws):
         assert [q.value["prompt"] for q in first + second] == [PROMPT, OTHER]  # one question per image, in order
         assert drive(graph, Command(resume={"score": 0.9, "rationale": "a dog"}), cfg(), ctx) == []
         assert len(draws) == 1 and machine.calls == 2  # one decode of the batch, each image scored once
-        humans = {
-            Trace.load(tmp_path / q.value["run_id"]).run.prompt: Trace.load(tmp_path / q.value["run_id"]).rounds[0]
-            for q in first + second
-        }
+        traces = [Trace.load(tmp_path / q.value["run_id"]) for q in first + second]
+        humans = {trace.run.prompt: trace.rounds[0] for trace in traces}
         assert [(c.critic, c.score) for c in humans[PROMPT].critiques][1] == ("human", 0.1)
         assert [(c.critic, c.score, c.rationale) for c in humans[OTHER].critiques][1] == ("human", 0.9, "a dog")
     finally:
