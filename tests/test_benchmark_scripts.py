@@ -1,6 +1,7 @@
 """The benchmark scripts run top to bottom at tiny sizes and write the JSON their readers expect
 (bench_gpu.py is run on a GPU only once, unattended: a crash there costs the whole device check),
-each with its provenance (benchmarks/provenance.py: threads, device, versions, load, what ran beside)."""
+each with its provenance (benchmarks/provenance.py: threads, device, versions, load, what ran beside).
+They run inside the test process (tests/scripts.py), which has already imported torch and milr."""
 
 from __future__ import annotations
 
@@ -15,24 +16,13 @@ import pytest
 import torch
 import transformers
 
+from tests.scripts import run_script
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
 import provenance  # noqa: E402
 
 sys.path.remove(str(BENCHMARKS))
-
-
-def run(script: str, *args: str, timeout: int = 240) -> None:
-    env = {k: v for k, v in os.environ.items() if k != "OUT"} | {"HF_HUB_OFFLINE": "1"}
-    proc = subprocess.run(
-        [sys.executable, str(BENCHMARKS / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=BENCHMARKS.parent,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
 
 
 def assert_provenance(block: dict, script: str, threads: int | None = None) -> None:
@@ -89,26 +79,14 @@ SMOKE_JSONS = {
     "bench_cli.py": ["cli/speed.json"],
     "bench_threads.py": ["threads.json"],
 }
-DRIVER = """
-import runpy, sys
-for script, args in {runs!r}:
-    sys.argv = [script, *args]
-    try:
-        runpy.run_path(script, run_name="__main__")
-    except SystemExit as exit:
-        if exit.code:
-            raise
-"""
 
 
 @pytest.mark.slow
 def test_every_speed_script_writes_its_provenance(tmp_path):
-    """One process runs every script at a smoke size (torch is imported once), each into tmp_path.
-    bench_batch and bench_gpu are checked by their own tests below, bench_study by tests/studies."""
-    runs = [(f"benchmarks/{s}", a.format(tmp=tmp_path).split()) for s, a in SMOKE_RUNS.items()]
-    proc = subprocess.run([sys.executable, "-c", DRIVER.format(runs=runs)], capture_output=True, text=True,
-                          timeout=600, cwd=BENCHMARKS.parent)  # fmt: skip
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    """Every script at a smoke size, each into tmp_path. bench_batch and bench_gpu are checked by
+    their own tests below, bench_study by tests/studies."""
+    for script, args in SMOKE_RUNS.items():
+        run_script(script, *args.format(tmp=tmp_path).split())
     for script, files in SMOKE_JSONS.items():
         for name in files:
             data = json.loads((tmp_path / name).read_text())
@@ -117,10 +95,7 @@ def test_every_speed_script_writes_its_provenance(tmp_path):
     assert 0 <= rounds["graph_and_trace_overhead_fraction"] < 1  # seconds, not the `batch` count, are summed
     mug = json.loads((tmp_path / "mug.json").read_text())
     assert set(mug["seconds"]) == {"ours_draw", "ours_tokens_only", "transformers_generate", "vq_decode"}
-    startup = subprocess.run([sys.executable, "benchmarks/bench_shapes.py", "--startup", "--threads", "1",
-                              "--results", str(tmp_path)], capture_output=True, text=True, timeout=300,
-                             cwd=BENCHMARKS.parent)  # fmt: skip
-    assert startup.returncode == 0, startup.stderr[-3000:]
+    run_script("bench_shapes.py", "--startup", "--threads", "1", "--results", str(tmp_path))
     assert_provenance(json.loads((tmp_path / "startup.json").read_text())["provenance"], "bench_shapes.py", 1)
 
 
@@ -133,7 +108,7 @@ def test_every_benchmark_script_is_smoke_run_by_a_test():
 def test_bench_gpu_runs_every_setting_at_a_tiny_size_on_cpu(tmp_path):
     out = tmp_path / "gpu.json"
     tiny = "--hidden 64 --layers 2 --heads 4 --kv-heads 4 --intermediate 128 --vocab 512 --grid 2"
-    run(
+    run_script(
         "bench_gpu.py",
         *tiny.split(),
         *"--vision-hidden 32 --vision-layers 1 --device cpu --dtype float32 --batches 1,2 --repeats 1".split(),
@@ -169,10 +144,10 @@ def test_bench_gpu_defaults_are_janus_pro_7b():
     assert model.config.vision_config.num_image_tokens == 576 and model.config.vq_config.num_embeddings == 16384
 
 
-@pytest.mark.slow  # two models at every batch size, in a child process: about 10 s
+@pytest.mark.slow  # two models at every batch size: about 8 s
 def test_bench_batch_quick_writes_every_batch_size(tmp_path):
     out = tmp_path / "batch.json"
-    run("bench_batch.py", "--quick", "--threads", "1", "--out", str(out))
+    run_script("bench_batch.py", "--quick", "--threads", "1", "--out", str(out))
     result = json.loads(out.read_text())
     assert result["quick"] is True
     assert_provenance(result["provenance"], "bench_batch.py", 1)

@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_study.py"
+from tests.scripts import run_script
 
 
 @pytest.mark.slow
 def test_bench_study_records_both_targets_with_its_environment(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "OUT"} | {"HF_HUB_OFFLINE": "1"}
     args = ["--threads", "1", "--per-tag", "1", "--steps", "1", "--rescore-per-tag", "1", "--rescore-steps", "1",
             "--out", str(tmp_path)]  # fmt: skip
-    proc = subprocess.run([sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=600, env=env)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_script("bench_study.py", *args)
     study = json.loads((tmp_path / "bench_study.json").read_text())
     assert study["seconds"] > 0 and study["target_seconds"] == 600 and isinstance(study["within_target"], bool)
     recorded = {"torch_threads", "device", "torch", "loadavg_before", "other_processes_ran", "other_cores_used"}
