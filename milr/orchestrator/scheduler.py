@@ -11,6 +11,7 @@ optional. The engine (`JanusMUG`) decodes whatever batch the nodes hand it and k
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from milr.mug.janus import JanusMUG
 from milr.nodes.context import MILRContext, MILRState, QueuedRun, RunState, concurrently
 from milr.nodes.critique import stop_reason
 from milr.traces import RoundRecord, RunInfo, RunSummary, Trace, TraceWriter, new_run_id
+from milr.traces.reader import read_summary
 
 log = structlog.get_logger(__name__)
 
@@ -281,10 +283,11 @@ def write_summary(ctx: MILRContext, run: RunState) -> Trace:
         seconds=time.time() - run["started"],
         select=ctx.config.select,
     )
-    writer.finish(summary, trace.rounds[chosen].image)
+    # The round's PNG file as it is (decoding it to encode it again gave the same pixels, slower).
+    writer.finish(summary, trace.rounds[chosen].image_bytes(), trace)
     ctx.release(run["run_id"])
     log.info("run_done", run_id=run["run_id"], stop_reason=summary.stop_reason, rounds=summary.rounds)
-    return Trace.load(writer.run_dir)
+    return dataclasses.replace(trace, summary=read_summary(writer.run_dir))  # no round changed: read the summary
 
 
 def _done_event(trace: Trace) -> dict:

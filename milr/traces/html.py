@@ -18,6 +18,8 @@ shared CSS), `content` (the body). Context `csp` replaces the default policy.
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import functools
 import hashlib
 import html
@@ -27,17 +29,35 @@ from dataclasses import dataclass, field
 import jinja2
 from markupsafe import Markup
 
-from milr.traces.redaction import redact
+from milr.traces.redaction import redact, secret_values
 
 # No script, no external anything: only inline styles and data-URL images may load.
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+
+# The secret values of the environment while a page renders: read once per page, not once per
+# value (a report has hundreds of values, and each read walks all of os.environ).
+_PAGE_SECRETS: contextvars.ContextVar[list[str] | None] = contextvars.ContextVar("page_secrets", default=None)
 
 
 def escape_text(value: object) -> Markup:
     """Redacted and HTML-escaped text (quotes included): what every `{{ value }}` goes through."""
     if isinstance(value, Markup):
         return value
-    return Markup(html.escape(redact(str(value))))
+    return Markup(html.escape(redact(str(value), _PAGE_SECRETS.get())))
+
+
+@contextlib.contextmanager
+def one_secrets_read():
+    """Within: `escape_text` redacts the environment's secrets as read on entry (nested: the outer read)."""
+    if _PAGE_SECRETS.get() is not None:
+        yield
+        return
+    page = _PAGE_SECRETS.set(secret_values())
+    try:
+        yield
+    finally:
+        _PAGE_SECRETS.reset(page)
 
 
 def fmt_score(value: float | None, digits: int = 3) -> str:
@@ -94,7 +114,8 @@ def template_source(name: str) -> str:
 def render(template_name: str, **context) -> str:
     """Render a shipped template. `csp` defaults to `CSP` (see the module docstring)."""
     context.setdefault("csp", CSP)
-    return environment().get_template(template_name).render(**context)
+    with one_secrets_read():
+        return environment().get_template(template_name).render(**context)
 
 
 # ----------------------------------------------------------------------------- inline SVG charts

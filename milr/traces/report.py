@@ -27,7 +27,17 @@ from typing import Literal
 from markupsafe import Markup
 
 from milr.traces.files import UnsafePathError, atomic_write_bytes, atomic_write_text, read_member
-from milr.traces.html import CSP, data_url, escape_text, fmt_score, render, svg_chart, svg_shape, template_source
+from milr.traces.html import (
+    CSP,
+    data_url,
+    escape_text,
+    fmt_score,
+    one_secrets_read,
+    render,
+    svg_chart,
+    svg_shape,
+    template_source,
+)
 from milr.traces.reader import LoadedRound, Trace, TraceWarning
 from milr.traces.redaction import redact_data, secret_values
 
@@ -163,6 +173,11 @@ def _round_view(r: LoadedRound, before: LoadedRound | None, best: int | None, re
 
 def render_report(trace: Trace) -> str:
     """The report page of `trace` as a string."""
+    with one_secrets_read():  # the views escape text too, before the page renders
+        return _report_page(trace)
+
+
+def _report_page(trace: Trace) -> str:
     run = trace.run
     best = trace.best.round if trace.best is not None else None
     returned = trace.summary.final_round if trace.summary is not None else None

@@ -20,6 +20,7 @@ Each round's record keeps the SHA-256 of its latents file, which `load_latents` 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import fcntl
 import hashlib
@@ -48,6 +49,7 @@ from milr.traces.files import (
     read_member,
     write_all,
 )
+from milr.traces.reader import Trace, read_latents, read_records, read_summary
 from milr.traces.redaction import redact, redact_data, secret_values
 from milr.traces.schema import RoundRecord, RunInfo, RunSummary
 
@@ -266,8 +268,6 @@ class TraceWriter:
         """The tensors and metadata saved for `round_` (on the CPU), checked against the checksum in
         the round's record: a changed, truncated or damaged file raises `LatentsDamagedError` naming
         the round and the file, never a half-read state."""
-        from milr.traces.reader import read_latents, read_records
-
         record = next((r for r in read_records(self.run_dir) if r.round == round_), None)
         default = self.latents_path(round_).relative_to(self.run_dir).as_posix()
         rel = record.latents if record is not None and record.latents else default
@@ -279,19 +279,22 @@ class TraceWriter:
         except FileNotFoundError:
             raise FileNotFoundError(f"{self.run_dir.name}: no latents for round {round_} ({Path(rel).name})") from None
 
-    def finish(self, summary: RunSummary, final_image: Image.Image | bytes) -> Path | None:
+    def finish(self, summary: RunSummary, final_image: Image.Image | bytes, trace: Trace | None = None) -> Path | None:
         """Write `final.png` and `summary.json` (atomically), then `report.html`; returns the report.
 
+        `trace`, this run's folder as the caller already read it, spares the report reading the
+        rounds back; the summary it shows is read back from disk either way, as it was written.
         The run's data are complete once `summary.json` is on disk, so a failing report is logged,
         not raised: the run's result stays usable and `milr traces report` can build it later."""
         self._check_locked()
         png = final_image if isinstance(final_image, bytes) else png_bytes(final_image)
         atomic_write_bytes(member(self.run_dir, "final.png", "final.png"), png)
         atomic_write_text(member(self.run_dir, "summary.json", "summary.json"), dump_json(summary, indent=2))
-        from milr.traces.report import write_report  # report imports the reader, which is heavier
+        from milr.traces.report import write_report  # brings in jinja2, which only finishing needs
 
         try:
-            return write_report(self.run_dir)
+            done = self.run_dir if trace is None else dataclasses.replace(trace, summary=read_summary(self.run_dir))
+            return write_report(done)
         except Exception as exc:  # see the docstring: never lose a finished run to its report
             log.warning("report_failed", run=self.run_dir.name, error=f"{type(exc).__name__}: {exc}")
             return None
@@ -385,7 +388,6 @@ class TraceWriter:
                     tmp.unlink(missing_ok=True)
 
     def _last_round_on_disk(self) -> int | None:
-        from milr.traces.reader import read_records
 
         records = read_records(self.run_dir)
         return records[-1].round if records else None

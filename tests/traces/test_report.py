@@ -160,3 +160,22 @@ def test_templates_redact_and_escape_every_value_and_refuse_undefined_names(tmp_
     assert "unfinished: 0 rounds on disk" in render("report.html", **context, versions="")
     with pytest.raises(jinja2.UndefinedError, match="'versions' is undefined"):
         render("report.html", **context)  # a missing value is an error, never an empty string
+
+
+def test_a_secret_exported_after_the_run_is_redacted_from_every_page_value(tmp_path, monkeypatch):
+    """The page redacts the environment's secrets as they are when it renders (read once per page):
+    a trace written before the key was exported (or crafted by hand) shows none of it, in the prompt,
+    the reasoning, the reasoning diff or a critic's rationale; the rendered string itself, before the
+    write redacts the file once more."""
+    secret = "correct horse battery staple"  # words, not key-shaped: only the environment can name it
+    writer = TraceWriter(tmp_path / "run")
+    writer.start(RunInfo(run_id="run", prompt=f"a cat {secret}", config={}, model="m", critics=[]))
+    critique = CriticScore(critic="judge", score=0.4, rationale=f"saw {secret}")
+    writer.write_round(record(0, reasoning=f"draw {secret}", critiques=[critique]), image(0))
+    writer.write_round(record(1, reasoning=f"draw {secret} again"), image(1))
+    writer.finish(summary(2), image(1))
+    assert secret in (tmp_path / "run" / "report.html").read_text()  # no secret was set when it was written
+
+    monkeypatch.setenv("MILR_TEST_API_KEY", secret)
+    page = render_report(Trace.load(tmp_path / "run"))
+    assert secret not in page.lower() and page.count("[REDACTED]") >= 4
