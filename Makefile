@@ -19,12 +19,11 @@ venv: $(BIN)/python
 demo: venv
 	$(BIN)/milr run "$(PROMPT)" --steps 10 --out traces
 
-# One process by default. TEST_WORKERS=3 runs three pytest-xdist workers, tests handed out as workers
-# free up: on this project's 2-core machine the suite took 271 s in one process, 213 s with two
-# workers, 198-213 s with three, 234 s with four (each worker decodes at one torch thread,
-# tests/conftest.py). Not the default yet: the parallel runs were measured before a lost-Ctrl-C fix
-# (milr/cli.py, _noted_interrupts) and have not been re-checked since.
-TEST_WORKERS ?= 0
+# Three pytest-xdist workers by default, tests handed out as workers free up; each worker decodes at
+# one torch thread (tests/conftest.py). On this project's 2-core machine the suite took 176 s this way;
+# one process took 318 s (measured before the benchmark smoke tests moved into the test process).
+# TEST_WORKERS=0 runs one process.
+TEST_WORKERS ?= 3
 
 test: venv
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal

@@ -551,9 +551,11 @@ def cmd_run(args) -> int:
 def cmd_resume(args) -> int:
     from milr.orchestrator import MILR
     from milr.orchestrator.facade import run_config
-    from milr.traces import Trace
+    from milr.traces import Trace, TraceWriter
 
     first = Trace.load(args.run_dir[0])
+    for run_dir in args.run_dir:  # a run another process is writing is refused before the model loads
+        TraceWriter.check_free(run_dir)
     # run.json's settings, placed on this machine: the placement flags, not the device the run started on
     config = run_config(first, MILRConfig().override(**{name: getattr(args, name) for name in PLACEMENT_FIELDS}))
     critics_text = args.critic or ",".join(f"{c['name']}:{c['weight']}" for c in first.run.critics)

@@ -25,7 +25,7 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
 def pytest_configure(config):
-    """Under pytest-xdist (`make test` runs two workers) each worker decodes at one torch thread: two
+    """Under pytest-xdist (`make test` runs three workers) each worker decodes at one torch thread: two
     workers at two threads each would oversubscribe a 2-core machine, and torch's OpenMP pools then
     wait on descheduled threads."""
     if os.environ.get("PYTEST_XDIST_WORKER"):

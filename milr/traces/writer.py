@@ -176,6 +176,17 @@ class TraceWriter:
     def rounds_path(self) -> Path:
         return self.run_dir / ROUNDS_FILE
 
+    @classmethod
+    def check_free(cls, run_dir: str | Path) -> None:
+        """Raise `RunLockedError` (naming the holder) when another writer holds `run_dir`'s lock; the
+        lock is taken for an instant and let go. A quick refusal before slow work, e.g. loading a
+        model: the writer that resumes the run takes the lock again, and is refused then if it lost it."""
+        probe = cls(run_dir)
+        try:
+            probe._lock()
+        finally:
+            probe.close()
+
     @property
     def locked(self) -> bool:
         """Whether this writer holds the run folder's lock."""
