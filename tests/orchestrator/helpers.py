@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import time
 
 from milr.critics.base import Critique
 
@@ -30,3 +31,11 @@ class PixelCritic:
     def __call__(self, image, prompt, spec=None):
         digest = hashlib.sha256(image.tobytes()).digest()
         return Critique(critic=self.name, score=round(digest[0] / 255 * 0.8, 4), rationale="hash of pixels")
+
+
+class SlowPixelCritic(PixelCritic):
+    """`PixelCritic` that takes 0.4 s a round: a run it scores keeps writing for seconds."""
+
+    def __call__(self, image, prompt, spec=None):
+        time.sleep(0.4)
+        return super().__call__(image, prompt, spec)
