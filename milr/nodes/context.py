@@ -193,9 +193,11 @@ MAX_WRITERS = 32
 
 
 def concurrently(fn: Callable, items: Iterable) -> list:
-    """`[fn(x) for x in items]`, run in threads: trace writes of different runs wait on fsyncs, which
-    the file system commits together when they come at once (16 concurrent fsyncs cost about what one
-    costs alone on this ext4 disk), so a batch's round is on disk in the time of one run's round."""
+    """`[fn(x) for x in items]`, run in threads: trace writes of different runs wait on fsyncs, which a
+    file system may commit together when they come at once (a journal's group commit), so on a slow
+    disk a batch's round can reach the disk in little more than one run's time. On this project's
+    fast ext4 disk it neither gains nor costs: 16 fsyncs at once took what 16 in a row did (about
+    0.3 ms each), and ShapesEval sweeps at batch 16 took the same time with 1, 4 or 32 threads."""
     items = list(items)
     if len(items) <= 1:
         return [fn(x) for x in items]
