@@ -399,7 +399,6 @@ class TraceWriter:
                     tmp.unlink(missing_ok=True)
 
     def _last_round_on_disk(self) -> int | None:
-
         records = read_records(self.run_dir)
         return records[-1].round if records else None
 
