@@ -29,9 +29,7 @@ import contextlib
 import json
 import logging
 import math
-import signal
 import sys
-import threading
 import time
 import traceback
 import types
@@ -352,30 +350,6 @@ def _run_view(args, title: str, progress: RunProgress) -> _Off:
     return {"off": _Off, "lines": _Lines, "live": _LiveTable}[_view_kind(args)](title, progress)
 
 
-@contextlib.contextmanager
-def _noted_interrupts():
-    """While active, a Ctrl-C (SIGINT) also sets the yielded event, as well as raising
-    KeyboardInterrupt where the main thread stands. The raise can be lost: LangGraph calls a done
-    callback in the main thread when a node's future is already finished, and that callback swallows
-    every exception (`BackgroundExecutor.done`: `except BaseException: pass`). The event lets the
-    caller raise it again at the next event. Off the main thread (no signal handlers there) the event
-    never sets."""
-    interrupted = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield interrupted
-        return
-
-    def on_sigint(signum, frame):
-        interrupted.set()
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGINT, on_sigint)
-    try:
-        yield interrupted
-    finally:
-        signal.signal(signal.SIGINT, previous)
-
-
 def _drive(events, title: str, total: int, max_rounds: int, args) -> list:
     """Show the events of `total` runs (at most `max_rounds` rounds each) as they come; return what
     each run returned. Ctrl-C becomes `Interrupted` with the trace folders of the runs that started
@@ -387,10 +361,10 @@ def _drive(events, title: str, total: int, max_rounds: int, args) -> list:
     started: set[str] = set()
     view = _run_view(args, title, progress)
     try:
-        with contextlib.closing(events), view, _noted_interrupts() as interrupted:  # closing: an interrupted
-            for ev in events:  # graph stream releases its run folders
-                if interrupted.is_set():
-                    raise KeyboardInterrupt
+        # closing: an interrupted graph stream releases its run folders. A Ctrl-C the graph swallows is
+        # raised again by the stream itself (milr.orchestrator.facade.noted_interrupts).
+        with contextlib.closing(events), view:
+            for ev in events:
                 progress.on_event(ev)
                 if ev["event"] == "run_start":
                     unfinished[ev["run_id"]] = ev["trace_dir"]
@@ -400,8 +374,6 @@ def _drive(events, title: str, total: int, max_rounds: int, args) -> list:
                     unfinished.pop(ev["run_id"], None)
                     results.append(ev["result"])
                 view.on_event(ev)
-            if interrupted.is_set():
-                raise KeyboardInterrupt
     except KeyboardInterrupt:
         raise Interrupted(list(unfinished.values()), len(started) - len(unfinished), total - len(started)) from None
     return results

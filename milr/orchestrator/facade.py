@@ -20,6 +20,8 @@ killed runs from their last finished round with the same latents, optimiser stat
 from __future__ import annotations
 
 import contextlib
+import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -479,11 +481,11 @@ class MILR:
         # bring back its active runs (their latents lived in that process), so the input resets them.
         command: Any = {"queue": entries, "runs": {}, "finished": []}
         try:
-            with self._compiled(ctx.out) as graph:
+            with self._compiled(ctx.out) as graph, noted_interrupts() as interrupted:
                 # The graph stops at each question a person's critic asks (an interrupt) and goes on
                 # from there, on the same thread and context, with the answer.
                 while command is not None:
-                    question = yield from _stream(graph, command, run_cfg, ctx, len(entries))
+                    question = yield from _stream(graph, command, run_cfg, ctx, len(entries), interrupted)
                     command = None if question is None else (yield from self._answered(question))
         finally:
             ctx.close()  # release the run folders' locks, however the stream ended
@@ -508,12 +510,16 @@ class MILR:
         return check_prompt(self.mug, prompt, spec)
 
 
-def _stream(graph, command, run_cfg: dict, ctx: MILRContext, runs: int) -> Iterator[dict]:
+def _stream(
+    graph, command, run_cfg: dict, ctx: MILRContext, runs: int, interrupted: threading.Event
+) -> Iterator[dict]:
     """Yield the graph's events until it ends or stops at a question; return that question (the
-    interrupt's payload) or None."""
+    interrupt's payload) or None. A Ctrl-C the graph swallowed (`interrupted`) is raised again here."""
     question = None
     try:
         for mode, chunk in graph.stream(command, run_cfg, context=ctx, stream_mode=["custom", "updates"]):
+            if interrupted.is_set():
+                raise KeyboardInterrupt
             if mode == "custom":
                 yield _with_result(chunk)
             elif "__interrupt__" in chunk:  # one at a time: a node stops at its first unanswered question
@@ -522,7 +528,39 @@ def _stream(graph, command, run_cfg: dict, ctx: MILRContext, runs: int) -> Itera
         # Finished rounds are already on disk; say how to continue from them.
         log.error("run_failed", runs=runs, hint="finished rounds are kept: milr resume <out>/<run_id>")
         raise
+    if interrupted.is_set():
+        raise KeyboardInterrupt
     return question
+
+
+@contextlib.contextmanager
+def noted_interrupts() -> Iterator[threading.Event]:
+    """While active, a Ctrl-C (SIGINT) also sets the yielded event, as well as raising
+    KeyboardInterrupt where the main thread stands. The raise can be lost: LangGraph calls a done
+    callback in the main thread when a node's future is already finished, and that callback swallows
+    every exception (`BackgroundExecutor.done`: `except BaseException: pass`); the run would go on.
+    The event lets the stream raise it again at the next event.
+
+    Only Python's default handler is wrapped, and only on the main thread (the one signals reach): a
+    handler the program installed itself is left alone, and the event then never sets."""
+    interrupted = threading.Event()
+    on_main = threading.current_thread() is threading.main_thread()
+    if not on_main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield interrupted
+        return
+
+    def on_sigint(signum, frame):
+        interrupted.set()
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, on_sigint)
+    try:
+        yield interrupted
+    finally:
+        # A stream resumed (and closed) on another thread cannot touch the handler; it stays ours,
+        # which still raises KeyboardInterrupt as the default does.
+        if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGINT) is on_sigint:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _results_in_order(events: Iterator[dict], run_ids: list[str]) -> list[MILRResult]:

@@ -97,6 +97,7 @@ def environment() -> jinja2.Environment:
         finalize=escape_text,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,  # the templates ship with the package: no stat of each file per page
     )
     env.filters["score"] = fmt_score
     env.filters["pretty_json"] = pretty_json

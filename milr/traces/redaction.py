@@ -121,7 +121,45 @@ def redact(text: str, secrets: list[str] | None = None, *, warn: bool = True) ->
     log again)."""
     if not text:
         return text
-    names = _env_secrets() if secrets is None else dict.fromkeys(secrets, "")
+    return _Strings(_env_secrets() if secrets is None else dict.fromkeys(secrets, ""), warn)(text)
+
+
+class _Strings:
+    """Redacts strings against one reading of the secrets ({value: variable name or ""})."""
+
+    __slots__ = ("names", "key", "warn")
+
+    def __init__(self, names: dict[str, str], warn: bool):
+        self.names, self.key, self.warn = names, tuple(names.items()), warn
+
+    def __call__(self, text: str) -> str:
+        if not text:
+            return text
+        if len(text) <= MEMO_LENGTH:
+            text, found = _redact_remembered(text, self.key)
+        else:
+            text, found = _redact_found(text, self.names)
+        if self.warn:
+            for kind, secret in found:
+                _warn(kind, secret)
+        return text
+
+
+# A checkpoint redacts the whole graph state each time it is stored, and most of its strings (prompts,
+# run ids, reasonings, field names) are the ones the previous checkpoint redacted: the answer for a
+# string and a set of secrets is remembered. The secrets are part of the key, so a key exported later
+# is still caught; the warnings are replayed on every call (`_warn` says each secret once).
+MEMO_LENGTH = 4096  # longer texts (pages, data URLs) are rare and not worth keeping
+MEMO_ENTRIES = 8192
+
+
+@functools.lru_cache(maxsize=MEMO_ENTRIES)
+def _redact_remembered(text: str, names: tuple[tuple[str, str], ...]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    return _redact_found(text, dict(names))
+
+
+def _redact_found(text: str, names: dict[str, str]) -> tuple[str, tuple[tuple[str, str], ...]]:
+    """`text` redacted, and what was found: (kind, secret) pairs, for the warnings."""
     found: list[tuple[str, str]] = []
     low = text.lower()
     present = tuple(v for v in names if v and v.lower() in low)  # str.find is far faster than the regex
@@ -138,10 +176,7 @@ def redact(text: str, secrets: list[str] | None = None, *, warn: bool = True) ->
         text = _redact_shapes(text, found)
     else:
         text = _redact_around_long_runs(text, found)
-    if warn:
-        for kind, secret in found:
-            _warn(kind, secret)
-    return text
+    return text, tuple(found)
 
 
 def _redact_shapes(text: str, found: list) -> str:
@@ -195,13 +230,16 @@ def _redact_around_long_runs(text: str, found: list) -> str:
 
 def redact_data(obj, secrets: list[str] | None = None, *, warn: bool = True):
     """A copy of a JSON-like value (dicts, lists, strings, numbers) with every string redacted."""
-    secrets = secret_values() if secrets is None else secrets
+    return _redact_data(obj, _Strings(dict.fromkeys(secret_values() if secrets is None else secrets, ""), warn))
+
+
+def _redact_data(obj, clean: _Strings):
     if isinstance(obj, str):
-        return redact(obj, secrets, warn=warn)
+        return clean(obj)
     if isinstance(obj, dict):
-        return {redact_data(k, secrets, warn=warn): redact_data(v, secrets, warn=warn) for k, v in obj.items()}
+        return {_redact_data(k, clean): _redact_data(v, clean) for k, v in obj.items()}
     if isinstance(obj, list | tuple):
-        return [redact_data(v, secrets, warn=warn) for v in obj]
+        return [_redact_data(v, clean) for v in obj]
     return obj
 
 
@@ -209,18 +247,22 @@ def redact_object(obj, secrets: list[str] | None = None, *, warn: bool = True):
     """`redact_data` that keeps the container types: tuples stay tuples, sets stay sets, pydantic
     models and dataclasses are copied with their string fields redacted. Other objects (numbers,
     tensors, bytes) are returned as they are. For serialisers of arbitrary state (checkpoints)."""
-    secrets = secret_values() if secrets is None else secrets
-    return _redact_object(obj, secrets, warn, 0)
+    return _redact_object(obj, _Strings(dict.fromkeys(secret_values() if secrets is None else secrets, ""), warn), 0)
 
 
-def _redact_object(obj, secrets, warn, depth):
+_SCALARS = (int, float, bool, type(None))  # by far the most common leaves of a state: no check needed
+
+
+def _redact_object(obj, clean: _Strings, depth: int):
+    if type(obj) in _SCALARS:
+        return obj
     if depth > 64:  # a cycle or absurd nesting: leave it to the serialiser to complain
         return obj
-    again = functools.partial(_redact_object, secrets=secrets, warn=warn, depth=depth + 1)
+    depth += 1
     if isinstance(obj, str):
-        return redact(obj, secrets, warn=warn)
+        return clean(obj)
     if isinstance(obj, dict):
-        items = {again(k): again(v) for k, v in obj.items()}
+        items = {_redact_object(k, clean, depth): _redact_object(v, clean, depth) for k, v in obj.items()}
         if type(obj) is dict:
             return items
         try:
@@ -228,7 +270,9 @@ def _redact_object(obj, secrets, warn, depth):
         except Exception:
             return items
     if isinstance(obj, list | tuple | set | frozenset):
-        values = [again(v) for v in obj]
+        values = [_redact_object(v, clean, depth) for v in obj]
+        if type(obj) is list:
+            return values
         if isinstance(obj, tuple) and hasattr(obj, "_fields"):  # a namedtuple
             return type(obj)(*values)
         try:
@@ -237,9 +281,13 @@ def _redact_object(obj, secrets, warn, depth):
             return values
     if isinstance(obj, BaseModel):
         fields = type(obj).model_fields
-        return obj.model_copy(update={k: again(getattr(obj, k)) for k in fields if hasattr(obj, k)})
+        return obj.model_copy(
+            update={k: _redact_object(getattr(obj, k), clean, depth) for k in fields if hasattr(obj, k)}
+        )
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        changes = {f.name: again(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.init}
+        changes = {
+            f.name: _redact_object(getattr(obj, f.name), clean, depth) for f in dataclasses.fields(obj) if f.init
+        }
         try:
             return dataclasses.replace(obj, **changes)
         except Exception:

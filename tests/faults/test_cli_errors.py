@@ -259,8 +259,8 @@ def test_a_judge_without_its_key_fails_before_any_decode_or_trace(tmp_path, caps
 
 def test_a_ctrl_c_that_the_graph_swallows_still_ends_the_run(tmp_path, capsys, monkeypatch):
     """LangGraph may run a done callback in the main thread, and that callback swallows every exception
-    (`BackgroundExecutor.done`): a Ctrl-C raised in there is lost. The CLI notes the signal itself and
-    stops at the next event all the same."""
+    (`BackgroundExecutor.done`): a Ctrl-C raised in there is lost. The facade's stream notes the signal
+    itself (`noted_interrupts`) and stops at the next event, so the CLI says how to resume all the same."""
     from milr.orchestrator.facade import MILR
 
     real = MILR.stream_batch

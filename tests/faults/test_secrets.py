@@ -127,6 +127,34 @@ def test_env_secrets_are_redacted_in_any_case_and_a_warning_says_so_without_the_
     assert env_key.lower() not in json.dumps(logs, default=str).lower()
 
 
+def test_a_string_redacted_before_its_secret_was_exported_is_redacted_after(monkeypatch):
+    """`redact` remembers its answers (checkpoints redact the same strings again and again): the
+    secrets in force are part of what it remembers."""
+    value = "zz" + "".join(secrets.choice(string.ascii_lowercase) for _ in range(22)) + "Qq"
+    text = f"a cat named {value}"
+    state = {"runs": {"r": {"prompt": text}}}
+    assert redact(text) == text and redact_object(state) == state  # nothing secret yet
+    monkeypatch.setenv("OPENAI_API_KEY", value)
+    assert redact(text) == f"a cat named {REDACTED}"
+    assert redact_object(state) == {"runs": {"r": {"prompt": f"a cat named {REDACTED}"}}}
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert redact(text) == text  # and forgotten again
+
+
+def test_a_remembered_redaction_still_warns(monkeypatch):
+    """The log processor redacts silently first; a later redaction of the same string, answered from
+    memory, must still say that a secret was replaced."""
+    import milr.traces.redaction as redaction
+
+    key = fake("sk-")
+    text = f"prompt {key}"
+    assert redact(text, [], warn=False) == f"prompt {REDACTED}"
+    monkeypatch.setattr(redaction, "_warned", set())
+    with structlog.testing.capture_logs() as logs:
+        assert redact(text, []) == f"prompt {REDACTED}"
+    assert [e["kind"] for e in logs if e["event"] == "secret_redacted"] == ["key-shaped sk-key"]
+
+
 def test_short_switches_in_secret_looking_variables_are_not_secrets(monkeypatch):
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
     assert redact("false positives are false") == "false positives are false"

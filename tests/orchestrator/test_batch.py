@@ -4,6 +4,10 @@ a batched run equals the same run alone, and the graph runs without the facade."
 from __future__ import annotations
 
 import json
+import os
+import signal
+import threading
+import time
 
 import pytest
 from langgraph.checkpoint.memory import InMemorySaver
@@ -117,3 +121,34 @@ def test_hand_compiled_graph_with_the_settings_context_writes_complete_traces(tm
     # The single-prompt input form works too.
     graph.invoke({"prompt": "a photo of a dog"}, {"configurable": {"thread_id": "t2"}}, context=ctx)
     assert len([d for d in tmp_path.iterdir() if d.is_dir()]) == 4
+
+
+def test_a_ctrl_c_the_graph_swallows_still_stops_a_batch(mug, tmp_path, monkeypatch):
+    """LangGraph may run a done callback in the main thread, and that callback swallows every exception
+    (`BackgroundExecutor.done`): a Ctrl-C raised in there is lost, and the batch would run on to the
+    end. The facade notes the signal itself and raises KeyboardInterrupt at the next event, with the
+    finished rounds on disk and nothing summarised; Python's own handler is back afterwards."""
+    import milr.orchestrator.facade as facade
+
+    real, rounds = facade._with_result, []
+
+    def swallowing(event):
+        if event["event"] == "round_end":
+            rounds.append(event["run_id"])
+            if len(rounds) == 3:
+                try:  # as LangGraph's callback does, around a real SIGINT to this process
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.2)
+                except BaseException:
+                    pass
+        return real(event)
+
+    monkeypatch.setattr(facade, "_with_result", swallowing)
+    assert threading.current_thread() is threading.main_thread()
+    milr = MILR(mug, PixelCritic(), MILRConfig(steps=6, threshold=1.0, max_reasoning_tokens=8), out=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        milr.batch(PROMPTS[:2], names=["a", "b"], max_batch=2)
+    assert 3 <= len(rounds) < 14  # stopped soon after the swallowed Ctrl-C, not after all 2 x 7 rounds
+    assert not any((tmp_path / n / "summary.json").exists() for n in "ab")
+    assert sum(len(Trace.load(tmp_path / n).rounds) for n in "ab") >= 3  # the finished rounds are kept
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
