@@ -12,6 +12,7 @@ optional. The engine (`JanusMUG`) decodes whatever batch the nodes hand it and k
 from __future__ import annotations
 
 import dataclasses
+import functools
 import platform
 import time
 from collections.abc import Sequence
@@ -243,15 +244,22 @@ def run_info(ctx: MILRContext, entry: QueuedRun) -> RunInfo:
         model_revision=ctx.mug.revision,
         critics=critic_list(ctx.critic),
         seed=entry["seed"],
-        versions={
-            "milr": metadata.version("milr"),
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "python": platform.python_version(),
-        },
+        versions=dict(software_versions()),  # a copy: the cached one is shared
         device=str(ctx.mug.device),
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
+
+
+@functools.cache
+def software_versions() -> dict[str, str]:
+    """What every run.json records of the software; read once (metadata.version scans the
+    installed distributions: about 1 ms, once per run started)."""
+    return {
+        "milr": metadata.version("milr"),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def critic_list(critic: Critic) -> list[dict]:
