@@ -53,7 +53,7 @@ log = structlog.get_logger(__name__)
 
 console = Console(stderr=True)  # progress and diagnostics
 stdout = Console()  # tables of results (trace listings, one run's rounds); plain lines go through `_out`
-DEFAULT_BATCH = 16  # runs per decode: batching pays on a CPU too (4.1x images/s at 16 on ShapesWorld)
+DEFAULT_BATCH = 16  # runs per decode: batching pays on a CPU too (4.2x images/s at 16 on ShapesWorld)
 REASONING_CHARS = 300  # reasoning shown per table cell, then "…" (the whole of it: `milr traces show`)
 RUN_LOG = "milr.log"  # <out>/milr.log
 # Failures the user can fix: one line with the cause (and the fix, which the messages carry), exit 2.
