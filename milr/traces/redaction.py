@@ -132,6 +132,11 @@ class _Strings:
     def __init__(self, names: dict[str, str], warn: bool):
         self.names, self.key, self.warn = names, tuple(names.items()), warn
 
+    @classmethod
+    def of(cls, secrets: list[str] | None, warn: bool) -> _Strings:
+        """For `secrets`, or the environment's secret values as read now."""
+        return cls(dict.fromkeys(secret_values() if secrets is None else secrets, ""), warn)
+
     def __call__(self, text: str) -> str:
         if not text:
             return text
@@ -230,7 +235,7 @@ def _redact_around_long_runs(text: str, found: list) -> str:
 
 def redact_data(obj, secrets: list[str] | None = None, *, warn: bool = True):
     """A copy of a JSON-like value (dicts, lists, strings, numbers) with every string redacted."""
-    return _redact_data(obj, _Strings(dict.fromkeys(secret_values() if secrets is None else secrets, ""), warn))
+    return _redact_data(obj, _Strings.of(secrets, warn))
 
 
 def _redact_data(obj, clean: _Strings):
@@ -247,7 +252,7 @@ def redact_object(obj, secrets: list[str] | None = None, *, warn: bool = True):
     """`redact_data` that keeps the container types: tuples stay tuples, sets stay sets, pydantic
     models and dataclasses are copied with their string fields redacted. Other objects (numbers,
     tensors, bytes) are returned as they are. For serialisers of arbitrary state (checkpoints)."""
-    return _redact_object(obj, _Strings(dict.fromkeys(secret_values() if secrets is None else secrets, ""), warn), 0)
+    return _redact_object(obj, _Strings.of(secrets, warn), 0)
 
 
 _SCALARS = (int, float, bool, type(None))  # by far the most common leaves of a state: no check needed
